@@ -1,0 +1,1 @@
+"""Subcommands of the `anyecg` CLI; see `anyecg_hf.cli.COMMANDS`."""

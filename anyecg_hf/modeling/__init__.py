@@ -1,0 +1,28 @@
+"""Configuration, label spaces and models (backbone and heads)."""
+
+from .configuration_anyecg import AnyECGConfig
+from .label_space import Condition, LabelSpace
+from .modeling_anyecg import (
+    AnyECGDiagnosisOutput,
+    AnyECGForDiagnosis,
+    AnyECGModel,
+    AnyECGModelOutput,
+    AnyECGPreTrainedModel,
+    masked_bce_with_logits,
+)
+
+# Classes that `AutoModel` may return, chosen by `config.architectures`; the first is the default.
+AUTO_MODEL_CLASSES = (AnyECGModel, AnyECGForDiagnosis)
+
+__all__ = [
+    "AUTO_MODEL_CLASSES",
+    "AnyECGConfig",
+    "AnyECGDiagnosisOutput",
+    "AnyECGForDiagnosis",
+    "AnyECGModel",
+    "AnyECGModelOutput",
+    "AnyECGPreTrainedModel",
+    "Condition",
+    "LabelSpace",
+    "masked_bce_with_logits",
+]

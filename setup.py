@@ -1,0 +1,63 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path("anyecg_hf/version.py").read_text(), version)
+
+setup(
+    name="anyecg_hf",
+    version=version["__version__"],
+    description="Hugging Face-compatible ECG foundation models: ECGFounder backbone, AnyECG diagnosis and risk heads",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["anyecg_hf", "anyecg_hf.*"]),
+    package_data={"anyecg_hf": ["py.typed", "**/*.json", "**/*.txt"]},
+    install_requires=[
+        "torch>=2.1",
+        "transformers>=4.45",
+        "datasets>=3.0",
+        "huggingface-hub>=0.25",
+        "safetensors>=0.4",
+        "evaluate>=0.4",
+        "accelerate>=1.0",
+        "wfdb>=4.1",
+        "numpy>=1.24",
+        "scipy>=1.11",
+        "scikit-learn>=1.3",
+        "pandas>=2.0",
+        "pyarrow>=14",
+        "matplotlib>=3.7",
+        "tqdm>=4.66",
+        "pyyaml>=6.0",
+        "defusedxml>=0.7",
+        "torchsurv>=0.1.4",
+    ],
+    extras_require={
+        # Clinical formats beyond WFDB/CSV/NumPy/MUSE/HL7 (those need nothing extra).
+        "formats": ["pydicom>=2.4", "edfio>=0.4", "ecgdatakit>=2.0"],
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
+        "tensorboard": ["tensorboard>=2.14"],
+        "test": [
+            "pytest>=8",
+            "pydicom>=2.4",
+            "edfio>=0.4",
+            "ecgdatakit>=2.0",
+            "onnx>=1.16",
+            "onnxruntime>=1.18",
+            "onnxscript>=0.1",
+            "lifelines>=0.29",
+            "scikit-survival>=0.23",
+            "tensorboard>=2.14",
+            "psutil>=5.9",
+        ],
+    },
+    entry_points={"console_scripts": ["anyecg=anyecg_hf.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+        "Intended Audience :: Science/Research",
+    ],
+)

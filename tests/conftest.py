@@ -1,0 +1,52 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from anyecg_hf.testing import parity_dir, shared_dir, tiny_config, write_seeded_ecgfounder_checkpoint  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def shared():
+    path = shared_dir()
+    if not path.exists():
+        pytest.fail(f"shared data folder {path} is missing (set ANYECG_SHARED_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def parity():
+    return parity_dir()
+
+
+@pytest.fixture(scope="session")
+def ecgfounder_pth_12(tmp_path_factory):
+    return write_seeded_ecgfounder_checkpoint(tmp_path_factory.mktemp("ckpt") / "12_lead_ECGFounder.pth", "12lead")
+
+
+@pytest.fixture(scope="session")
+def ecgfounder_pth_1(tmp_path_factory):
+    return write_seeded_ecgfounder_checkpoint(tmp_path_factory.mktemp("ckpt1") / "1_lead_ECGFounder.pth", "1lead")
+
+
+@pytest.fixture(scope="session")
+def seeded_model_12(ecgfounder_pth_12):
+    from anyecg_hf import AnyECGForDiagnosis
+
+    return AnyECGForDiagnosis.from_ecgfounder(ecgfounder_pth_12)
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
