@@ -59,6 +59,30 @@ class AnyECGConfig(PretrainedConfig):
             for models without a risk head (such as ECGFounder).
         risk_horizons (`list[float]`, *optional*, defaults to `[1.0, 5.0, 10.0]`):
             Horizons (years) at which absolute risks are reported.
+        risk_head_type (`str`, *optional*, defaults to `"cox"`):
+            Future-risk head: `"cox"` (one log relative hazard per condition, Cox partial likelihood with Efron
+            ties, Breslow baseline cumulative hazard fitted after training) or `"discrete"` (logistic hazard per
+            time bin of `risk_time_bins`, cumulative incidence straight from `forward`).
+        risk_time_bins (`list[float]`, *optional*, defaults to `[0, 1, 2, ..., 10]`):
+            Edges (years) of the discrete-time head's intervals `(e_{j-1}, e_j]`; strictly increasing, a leading 0
+            is added when missing. Only used when `risk_head_type="discrete"`.
+        risk_baseline_grid_size (`int`, *optional*, defaults to 201):
+            Number of time points on which the Cox head stores its fitted Breslow baseline cumulative hazard
+            (the grid always contains every horizon exactly).
+        diagnosis_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the diagnosis BCE in the health-profiling loss.
+        risk_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the risk (survival) loss in the health-profiling loss.
+        regression_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the continuous-trait regression loss in the health-profiling loss.
+        regression_names (`list[str]`, *optional*):
+            Continuous traits predicted by the optional regression head (e.g. `["age", "lvef"]`); `None` = no
+            regression head.
+        regression_target_mean (`list[float]`, *optional*):
+            Per-trait mean used to standardise targets (the head predicts z-scores; outputs are in original
+            units). Defaults to 0 for every trait.
+        regression_target_std (`list[float]`, *optional*):
+            Per-trait standard deviation (> 0) used with `regression_target_mean`. Defaults to 1.
         problem_type (`str`, *optional*, defaults to `"multi_label_classification"`):
             Loss of the diagnosis head. Only multi-label classification is supported.
         kwargs:
@@ -89,6 +113,15 @@ class AnyECGConfig(PretrainedConfig):
         diagnosis_pos_weight=None,
         risk_label_space=None,
         risk_horizons=(1.0, 5.0, 10.0),
+        risk_head_type: str = "cox",
+        risk_time_bins=(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0),
+        risk_baseline_grid_size: int = 201,
+        diagnosis_loss_weight: float = 1.0,
+        risk_loss_weight: float = 1.0,
+        regression_loss_weight: float = 1.0,
+        regression_names=None,
+        regression_target_mean=None,
+        regression_target_std=None,
         problem_type: str = "multi_label_classification",
         anyecg_version: str = ANYECG_VERSION,
         **kwargs,
@@ -109,6 +142,18 @@ class AnyECGConfig(PretrainedConfig):
         self.num_samples = int(num_samples)
         self.lead_names = [str(x) for x in lead_names]
         self.risk_horizons = [float(h) for h in risk_horizons]
+        self.risk_head_type = str(risk_head_type)
+        self.risk_time_bins = [float(e) for e in risk_time_bins]
+        if self.risk_time_bins and self.risk_time_bins[0] > 0:
+            self.risk_time_bins = [0.0] + self.risk_time_bins
+        self.risk_baseline_grid_size = int(risk_baseline_grid_size)
+        self.diagnosis_loss_weight = float(diagnosis_loss_weight)
+        self.risk_loss_weight = float(risk_loss_weight)
+        self.regression_loss_weight = float(regression_loss_weight)
+        self.regression_names = None if regression_names is None else [str(n) for n in regression_names]
+        self.regression_target_mean = None if regression_target_mean is None else [float(v) for v in regression_target_mean]
+        self.regression_target_std = None if regression_target_std is None else [float(v) for v in regression_target_std]
+        self._validate_risk_and_regression()
         self.anyecg_version = anyecg_version
         self._validate_backbone()
 
@@ -239,6 +284,31 @@ class AnyECGConfig(PretrainedConfig):
             config_dict["risk_label_space"] = LabelSpace(config_dict["risk_label_space"], name=risk_name)
         return super().from_dict(config_dict, **kwargs)
 
+    def _validate_risk_and_regression(self) -> None:
+        problems = []
+        if self.risk_head_type not in ("cox", "discrete"):
+            problems.append(f"risk_head_type={self.risk_head_type!r} (expected 'cox' or 'discrete')")
+        if any(not (h > 0 and h == h and h != float("inf")) for h in self.risk_horizons):
+            problems.append(f"risk_horizons must be positive finite years, got {self.risk_horizons}")
+        bins = self.risk_time_bins
+        if len(bins) < 2 or bins[0] < 0 or any(b <= a for a, b in zip(bins, bins[1:])) or bins[-1] == float("inf"):
+            problems.append(f"risk_time_bins must be >= 2 strictly increasing finite edges from 0 (years), got {bins}")
+        if self.risk_baseline_grid_size < len(self.risk_horizons) + 2:
+            problems.append(f"risk_baseline_grid_size={self.risk_baseline_grid_size} is too small for {len(self.risk_horizons)} horizons")
+        names = self.regression_names
+        if names is not None:
+            if not names or len(set(names)) != len(names):
+                problems.append(f"regression_names must be non-empty and unique, got {names}")
+            for what, values in (("regression_target_mean", self.regression_target_mean), ("regression_target_std", self.regression_target_std)):
+                if values is not None and len(values) != len(names):
+                    problems.append(f"{what} has {len(values)} entries for {len(names)} regression_names")
+            if self.regression_target_std is not None and any(not v > 0 for v in self.regression_target_std):
+                problems.append(f"regression_target_std must be > 0, got {self.regression_target_std}")
+        elif self.regression_target_mean is not None or self.regression_target_std is not None:
+            problems.append("regression_target_mean/std given without regression_names")
+        if problems:
+            raise ValueError("Invalid AnyECGConfig: " + "; ".join(problems) + ".")
+
     def _validate_backbone(self) -> None:
         problems = []
         if len(self.filter_list) != len(self.m_blocks_list) or not self.filter_list:
@@ -269,6 +339,7 @@ _ALWAYS_SERIALISED = (
     "ratio", "use_se", "use_batch_norm", "sampling_rate", "num_samples", "lead_names", "label_space",
     "label_space_name", "risk_label_space", "risk_label_space_name", "risk_horizons", "anyecg_version",
     "id2label", "label2id", "problem_type",
+    "risk_head_type", "risk_time_bins", "risk_baseline_grid_size", "regression_names",
 )
 
 
