@@ -67,4 +67,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Re-import under the package name so that `CLIError` raised by subcommands is this module's class.
+    from anyecg_hf.cli import main as _main
+
+    sys.exit(_main())

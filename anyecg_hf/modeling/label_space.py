@@ -195,12 +195,15 @@ def _condition_from_dict(data: dict, row: int) -> Condition:
             if value == "":
                 value = None
         clean[key] = value
-    if clean.get("name") is None and clean.get("id") is not None:
+    # A missing column falls back to the other one; a present but empty cell is an error.
+    if "name" not in clean and clean.get("id") is not None:
         clean["name"] = clean["id"]
-    if clean.get("id") is None and clean.get("name") is not None:
+    if "id" not in clean and clean.get("name") is not None:
         clean["id"] = clean["name"]
     if clean.get("name") is None:
         raise ValueError(f"{where}: empty condition name.")
+    if clean.get("id") is None:
+        raise ValueError(f"{where} ({clean['name']!r}): empty id.")
     clean["id"], clean["name"] = str(clean["id"]), str(clean["name"])
     if clean.get("code") is not None:
         clean["code"] = str(clean["code"])
