@@ -10,18 +10,28 @@ from .modeling_anyecg import (
     AnyECGPreTrainedModel,
     masked_bce_with_logits,
 )
+from .modeling_anyecg_risk import (
+    AnyECGForHealthProfiling,
+    AnyECGForRiskPrediction,
+    AnyECGHealthProfilingOutput,
+    AnyECGRiskOutput,
+)
 
 # Classes that `AutoModel` may return, chosen by `config.architectures`; the first is the default.
-AUTO_MODEL_CLASSES = (AnyECGModel, AnyECGForDiagnosis)
+AUTO_MODEL_CLASSES = (AnyECGModel, AnyECGForDiagnosis, AnyECGForRiskPrediction, AnyECGForHealthProfiling)
 
 __all__ = [
     "AUTO_MODEL_CLASSES",
     "AnyECGConfig",
     "AnyECGDiagnosisOutput",
     "AnyECGForDiagnosis",
+    "AnyECGForHealthProfiling",
+    "AnyECGForRiskPrediction",
+    "AnyECGHealthProfilingOutput",
     "AnyECGModel",
     "AnyECGModelOutput",
     "AnyECGPreTrainedModel",
+    "AnyECGRiskOutput",
     "Condition",
     "LabelSpace",
     "masked_bce_with_logits",

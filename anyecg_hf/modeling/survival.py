@@ -1,0 +1,375 @@
+"""Survival losses and estimators for the AnyECG future-risk heads.
+
+Conventions (shared by every function here):
+
+* time is in **years** (float): `event_times`, horizons and bin edges;
+* one column per condition of `config.risk_label_space`: `event_times[i, c]` is the time from the ECG to the onset of
+  condition `c` when `events[i, c] = 1`, else to the end of follow-up for that condition (censoring);
+* `mask[i, c] = 1` keeps person `i` in condition `c`'s risk set. Prevalent cases (condition already present at the
+  ECG) and unknown follow-up must be masked. Entries with a non-finite time or a non-finite event flag are masked
+  automatically. Masked entries are *removed* by boolean indexing before any arithmetic (never multiplied by zero), so
+  a NaN placeholder can leak neither into the loss nor into its gradient;
+* hazards are cause-specific: `cumulative_incidence = 1 - S(t | x)` treats death from other causes as censoring; it
+  is not a competing-risks cumulative incidence function.
+
+The Cox loss uses `torchsurv.loss.cox.neg_partial_log_likelihood` (Efron ties); the discrete-time logistic-hazard
+NLL and the Breslow estimator are short enough to write here.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchsurv.loss.cox import neg_partial_log_likelihood
+
+__all__ = [
+    "breslow_cumulative_hazard",
+    "breslow_baseline",
+    "baseline_time_grid",
+    "cox_cumulative_incidence",
+    "cox_partial_likelihood_loss",
+    "discrete_time_cumulative_incidence",
+    "discrete_time_log_survival",
+    "discrete_time_nll",
+    "interpolate_on_grid",
+    "prepare_survival_targets",
+]
+
+
+def prepare_survival_targets(
+    scores: torch.Tensor,
+    event_times,
+    events,
+    mask=None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate and broadcast survival targets against per-condition scores.
+
+    Args:
+        scores (`torch.Tensor` of shape `(batch, n_risk)` or `(batch, n_risk, ...)`): model output; only its first two
+            dimensions are used.
+        event_times (array-like of shape `(batch, n_risk)` or `(batch,)`): event or censoring time in years. A
+            `(batch,)` vector is shared by every condition.
+        events (array-like of shape `(batch, n_risk)` or `(batch,)`): 1 = event observed, 0 = censored.
+        mask (array-like of shape `(batch, n_risk)`, *optional*): 1 = person at risk for that condition with known
+            follow-up (the `at_risk_mask`). Defaults to all ones.
+
+    Returns:
+        `(times, events, mask)`: float64 times, bool events, bool mask, all `(batch, n_risk)` on `scores.device`. Times
+        and events of masked entries are replaced by 0 so that later arithmetic never sees a NaN.
+
+    Raises:
+        ValueError: wrong shapes, or a negative time for a person who is at risk.
+    """
+    batch, n_risk = scores.shape[0], scores.shape[1]
+    device = scores.device
+
+    def as_matrix(name, value, dtype):
+        t = torch.as_tensor(value, device=device).to(dtype)
+        if t.dim() == 1 and t.shape[0] == batch:
+            t = t[:, None].expand(batch, n_risk)
+        if tuple(t.shape) != (batch, n_risk):
+            raise ValueError(
+                f"{name} has shape {tuple(torch.as_tensor(value).shape)}; expected ({batch}, {n_risk}) "
+                f"(batch, risk conditions) or ({batch},)."
+            )
+        return t
+
+    times = as_matrix("event_times", event_times, torch.float64)
+    ev = as_matrix("events", events, torch.float64)
+    keep = torch.isfinite(times) & torch.isfinite(ev)
+    if mask is not None:
+        keep = keep & as_matrix("at_risk_mask", mask, torch.float64).nan_to_num(0.0).bool()
+    if bool((times[keep] < 0).any()):
+        raise ValueError("event_times must be >= 0 years for people at risk (mask those with unknown follow-up).")
+    if bool(((ev[keep] != 0) & (ev[keep] != 1)).any()):
+        raise ValueError("events must be 0 (censored) or 1 (event) where at risk.")
+    times = torch.where(keep, times, torch.zeros_like(times))
+    ev = torch.where(keep, ev, torch.zeros_like(ev)).bool()
+    return times, ev, keep
+
+
+def _empty_zero(x: torch.Tensor) -> torch.Tensor:
+    """An exact 0 that stays attached to the graph with an all-zero gradient, without touching any entry of `x`
+    (so a NaN in `x` cannot leak): the sum of an empty selection."""
+    return x.reshape(-1)[:0].sum()
+
+
+def cox_partial_likelihood_loss(
+    log_hz: torch.Tensor,
+    event_times,
+    events,
+    mask=None,
+    ties_method: str = "efron",
+) -> torch.Tensor:
+    r"""Multi-condition negative Cox partial log-likelihood (Efron ties by default).
+
+    For condition :math:`c` let :math:`A_c = \{i : m_{ic} = 1\}` be the people kept by the mask, :math:`\xi_{1} <
+    \xi_{2} < \dots` the distinct event times among them, :math:`H_k` the :math:`d_k` people with an event at
+    :math:`\xi_k`, :math:`R_k = \{j \in A_c : t_j \ge \xi_k\}` the risk set and :math:`\lambda_i = e^{\eta_{ic}}`.
+    Efron's partial log-likelihood is
+
+    .. math::
+
+        \ell_c = \sum_k \Big[\sum_{i\in H_k} \eta_{ic} - \sum_{r=0}^{d_k-1}
+                 \log\Big(\sum_{j\in R_k}\lambda_j - \frac{r}{d_k}\sum_{i\in H_k}\lambda_i\Big)\Big]
+
+    (computed by `torchsurv.loss.cox.neg_partial_log_likelihood(..., ties_method="efron", reduction="sum")`). The
+    loss is reduced as
+
+    .. math:: L = \frac{1}{|C^+|}\sum_{c \in C^+} \frac{-\ell_c}{D_c}
+
+    where :math:`D_c = \sum_k d_k` is condition :math:`c`'s number of events in the batch and :math:`C^+` the
+    conditions with :math:`D_c \ge 1`. A condition without events (or whose every person is masked) is skipped: it
+    contributes exactly zero loss and zero gradient. When no condition has an event the loss is an exact 0 that
+    still has a `grad_fn` (zero gradient), so `loss.backward()` works in every batch. A condition with a single
+    person (who has the event) has :math:`\ell_c = 0`.
+
+    Args:
+        log_hz (`torch.Tensor` of shape `(batch, n_risk)`): log relative hazards (`risk_scores` of the Cox head).
+        event_times, events, mask: see `prepare_survival_targets`.
+        ties_method (`str`, *optional*, defaults to `"efron"`): `"efron"` or `"breslow"`.
+
+    Returns:
+        `torch.Tensor` of shape `()` in `log_hz.dtype` (torchsurv computes in float32).
+    """
+    if log_hz.dim() != 2:
+        raise ValueError(f"log_hz must be (batch, n_risk), got shape {tuple(log_hz.shape)}.")
+    if ties_method not in ("efron", "breslow"):
+        raise ValueError(f"ties_method must be 'efron' or 'breslow', got {ties_method!r}.")
+    times, ev, keep = prepare_survival_targets(log_hz, event_times, events, mask)
+    n_events = (ev & keep).sum(0)
+    per_condition = []
+    for c in torch.nonzero(n_events > 0).flatten().tolist():
+        sel = keep[:, c]
+        eta, t, e = log_hz[sel, c], times[sel, c], ev[sel, c]
+        if eta.numel() == 1:  # one person, who has the event: log(lambda / lambda) = 0
+            per_condition.append((eta - eta).sum())
+            continue
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Ties in `time` detected")
+            nll = neg_partial_log_likelihood(eta, e, t, ties_method=ties_method, reduction="sum")
+        per_condition.append(nll.to(log_hz.dtype) / n_events[c].to(log_hz.dtype))
+    if not per_condition:
+        return _empty_zero(log_hz)
+    return torch.stack(per_condition).mean()
+
+
+def _as_edges(time_bins, device, dtype=torch.float64) -> torch.Tensor:
+    edges = torch.as_tensor(time_bins, dtype=dtype, device=device)
+    if edges.dim() != 1 or edges.numel() < 2 or bool((edges[1:] <= edges[:-1]).any()) or float(edges[0]) != 0.0:
+        raise ValueError(f"time_bins must be strictly increasing edges starting at 0 (years), got {edges.tolist()}.")
+    return edges
+
+
+def discrete_time_nll(
+    hazard_logits: torch.Tensor,
+    event_times,
+    events,
+    mask=None,
+    time_bins=None,
+) -> torch.Tensor:
+    r"""Negative log-likelihood of the discrete-time logistic-hazard model, multi-condition, with censoring.
+
+    Intervals are :math:`I_j = (e_{j-1}, e_j]`, :math:`j = 1..J` for edges :math:`0 = e_0 < \dots < e_J` (years); the
+    hazard of condition :math:`c` in interval :math:`j` is :math:`h_{icj} = \sigma(z_{icj})`. For a person kept by the
+    mask with time :math:`t` and event flag :math:`\delta`:
+
+    * event (:math:`\delta = 1`, :math:`t \in I_\kappa`; :math:`t = 0` counts in :math:`I_1`):
+      :math:`-\ell = -\log h_\kappa - \sum_{j<\kappa}\log(1-h_j)`;
+    * censored (:math:`\delta = 0`): survived every interval that ended by :math:`t`:
+      :math:`-\ell = -\sum_{j: e_j \le t}\log(1-h_j)`;
+    * an event after :math:`e_J` counts as censored at :math:`e_J`.
+
+    Reduction: mean over the people kept in each condition, then mean over conditions with at least one person
+    kept. Masked people are removed by boolean indexing; an all-masked condition contributes exactly zero loss and
+    zero gradient, and an all-masked batch gives an exact 0 that still has a `grad_fn`.
+
+    Args:
+        hazard_logits (`torch.Tensor` of shape `(batch, n_risk, J)`): logits :math:`z` of the per-interval hazards.
+        event_times, events, mask: see `prepare_survival_targets`.
+        time_bins (sequence of `J + 1` floats): the edges :math:`e_0 = 0, \dots, e_J` in years.
+    """
+    if hazard_logits.dim() != 3:
+        raise ValueError(f"hazard_logits must be (batch, n_risk, n_bins), got shape {tuple(hazard_logits.shape)}.")
+    edges = _as_edges(time_bins, hazard_logits.device)
+    n_bins = hazard_logits.shape[-1]
+    if edges.numel() != n_bins + 1:
+        raise ValueError(f"{edges.numel()} time-bin edges for {n_bins} hazard bins (need n_bins + 1).")
+    times, ev, keep = prepare_survival_targets(hazard_logits, event_times, events, mask)
+    if not bool(keep.any()):
+        return _empty_zero(hazard_logits)
+    cond_index = torch.nonzero(keep)[:, 1]
+    z = hazard_logits[keep]  # (n_kept, J): masked people are gone before any arithmetic
+    t, e = times[keep], ev[keep]
+    right = edges[1:].contiguous()
+    kappa = torch.searchsorted(right, t.contiguous(), right=False)  # interval holding t (J = after the last edge)
+    n_survived_censored = torch.searchsorted(right, t.contiguous(), right=True)  # intervals with e_j <= t
+    is_event = e & (kappa < n_bins)
+    n_survived = torch.where(is_event, kappa, n_survived_censored)
+    j = torch.arange(n_bins, device=z.device)
+    survived = (j[None, :] < n_survived[:, None]).to(z.dtype)
+    hit = (is_event[:, None] & (j[None, :] == kappa[:, None])).to(z.dtype)
+    per_person = -(survived * F.logsigmoid(-z) + hit * F.logsigmoid(z)).sum(-1)
+    n_risk = hazard_logits.shape[1]
+    sums = per_person.new_zeros(n_risk).index_add(0, cond_index, per_person)
+    counts = torch.bincount(cond_index, minlength=n_risk)
+    present = counts > 0
+    return (sums[present] / counts[present].to(sums.dtype)).mean()
+
+
+def discrete_time_log_survival(hazard_logits: torch.Tensor, time_bins, times) -> torch.Tensor:
+    r"""Log survival :math:`\log S(t)` of the logistic-hazard model at `times`.
+
+    :math:`\log S(e_j) = \sum_{l \le j} \log(1 - h_l)`; between edges :math:`\log S` is interpolated linearly (a
+    constant hazard rate within an interval), so it is continuous and non-increasing in :math:`t`. Times after the
+    last edge give NaN.
+
+    Args:
+        hazard_logits (`torch.Tensor` of shape `(batch, n_risk, J)`).
+        time_bins: the `J + 1` edges (years).
+        times: years to evaluate.
+
+    Returns:
+        `torch.Tensor` of shape `(batch, n_risk, len(times))`.
+    """
+    edges = _as_edges(time_bins, hazard_logits.device, hazard_logits.dtype)
+    log_surv = F.logsigmoid(-hazard_logits).cumsum(-1)
+    log_surv = torch.cat([log_surv.new_zeros(log_surv.shape[:-1] + (1,)), log_surv], dim=-1)  # at e_0 .. e_J
+    t = torch.as_tensor(times, dtype=hazard_logits.dtype, device=hazard_logits.device)
+    return interpolate_on_grid(edges, log_surv, t)
+
+
+def discrete_time_cumulative_incidence(hazard_logits: torch.Tensor, time_bins, horizons) -> torch.Tensor:
+    """Cumulative incidence :math:`F(t) = 1 - S(t)` of the logistic-hazard model at `horizons` (see
+    `discrete_time_log_survival`): non-decreasing in time, within [0, 1], NaN after the last edge.
+
+    Returns:
+        `torch.Tensor` of shape `(batch, n_risk, n_horizons)`.
+    """
+    return -torch.expm1(discrete_time_log_survival(hazard_logits, time_bins, horizons))
+
+
+def interpolate_on_grid(grid: torch.Tensor, values: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of `values[..., g]` given at sorted `grid[g]` (ties allowed) at times `t`.
+
+    Exact at grid points; NaN for `t` outside `[grid[0], grid[-1]]`. Returns shape `values.shape[:-1] + t.shape`.
+    """
+    grid = grid.to(values.dtype)
+    t = t.to(values.dtype)
+    n = grid.numel()
+    hi = torch.searchsorted(grid.contiguous(), t.contiguous(), right=True).clamp(1, n - 1)
+    lo = hi - 1
+    g_lo, g_hi = grid[lo], grid[hi]
+    width = g_hi - g_lo
+    w = torch.where(width > 0, (t - g_lo) / torch.where(width > 0, width, torch.ones_like(width)), torch.ones_like(t))
+    w = w.clamp(0, 1)
+    out = values[..., lo] * (1 - w) + values[..., hi] * w
+    outside = (t < grid[0]) | (t > grid[-1])
+    return torch.where(outside, torch.full_like(out, float("nan")), out)
+
+
+# ---------------------------------------------------------------------------------------------- Breslow estimator
+def breslow_cumulative_hazard(risk_scores, event_times, events, times) -> np.ndarray:
+    r"""Breslow estimate of the baseline cumulative hazard of a Cox model, evaluated at `times`.
+
+    .. math:: \hat H_0(t) = \sum_{\xi_k \le t} \frac{d_k}{\sum_{j : t_j \ge \xi_k} e^{\eta_j}}
+
+    with :math:`\xi_k` the distinct event times and :math:`d_k` the number of events at :math:`\xi_k`
+    (:math:`\hat H_0` belongs to :math:`\eta = 0`). Computed in float64 with scores shifted by their maximum.
+
+    Args:
+        risk_scores (array-like of shape `(n,)`): log relative hazards :math:`\eta`.
+        event_times (array-like of shape `(n,)`): years.
+        events (array-like of shape `(n,)`): 1 = event, 0 = censored.
+        times (array-like of shape `(g,)`): where to evaluate :math:`\hat H_0`.
+
+    Returns:
+        `np.ndarray` of shape `(g,)`, non-decreasing in `times` (zero when there is no event).
+    """
+    eta = np.asarray(risk_scores, dtype=np.float64).reshape(-1)
+    t = np.asarray(event_times, dtype=np.float64).reshape(-1)
+    e = np.asarray(events, dtype=np.float64).reshape(-1) > 0
+    grid = np.asarray(times, dtype=np.float64).reshape(-1)
+    if not (eta.shape == t.shape == e.shape):
+        raise ValueError(f"risk_scores {eta.shape}, event_times {t.shape} and events {e.shape} must have one value per person.")
+    if eta.size == 0 or not e.any():
+        return np.zeros_like(grid)
+    if not (np.isfinite(eta).all() and np.isfinite(t).all()):
+        raise ValueError("breslow_cumulative_hazard: risk_scores and event_times must be finite.")
+    shift = eta.max()
+    w = np.exp(eta - shift)
+    order = np.argsort(t, kind="stable")
+    t_sorted, w_sorted = t[order], w[order]
+    at_risk_from = np.cumsum(w_sorted[::-1])[::-1]  # sum of w over t_j >= t_sorted[i]
+    xi, d = np.unique(t[e], return_counts=True)
+    first = np.searchsorted(t_sorted, xi, side="left")
+    increments = d / at_risk_from[first] * math.exp(-shift)
+    cum = np.concatenate([[0.0], np.cumsum(increments)])
+    return cum[np.searchsorted(xi, grid, side="right")]
+
+
+def baseline_time_grid(horizons, size: int, max_time: float | None = None) -> np.ndarray:
+    """Sorted grid of `size` points on `[0, max(max_time, horizons)]` that contains every horizon exactly."""
+    horizons = np.asarray(sorted(float(h) for h in horizons), dtype=np.float64)
+    end = float(max(horizons.max(initial=0.0), max_time or 0.0))
+    if end <= 0:
+        raise ValueError("baseline_time_grid needs a positive horizon or max_time.")
+    if size < horizons.size + 2:
+        raise ValueError(f"grid size {size} is too small for {horizons.size} horizons.")
+    base = np.linspace(0.0, end, size - horizons.size)
+    return np.sort(np.concatenate([base, horizons]))
+
+
+def breslow_baseline(risk_scores, event_times, events, mask, grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-condition Breslow baseline on `grid`.
+
+    Args:
+        risk_scores, event_times, events, mask: `(n, n_risk)` arrays (or `(n,)` times/events shared by every
+            condition); masked people are left out of that condition's estimate.
+        grid (`(g,)`): time points (years).
+
+    Returns:
+        `(cumulative_hazard (n_risk, g), fitted (n_risk,) bool, n_events (n_risk,) int)`: a condition with nobody at
+        risk is not fitted (its row is 0 and `fitted` False).
+    """
+    scores = torch.as_tensor(np.asarray(risk_scores, dtype=np.float64))
+    if scores.dim() != 2:
+        raise ValueError(f"risk_scores must be (n, n_risk), got shape {tuple(scores.shape)}.")
+    times, ev, keep = prepare_survival_targets(scores, event_times, events, mask)
+    scores, times, ev, keep = scores.numpy(), times.numpy(), ev.numpy(), keep.numpy()
+    n_risk = scores.shape[1]
+    grid = np.asarray(grid, dtype=np.float64)
+    cum = np.zeros((n_risk, grid.size))
+    fitted = np.zeros(n_risk, dtype=bool)
+    n_events = np.zeros(n_risk, dtype=np.int64)
+    for c in range(n_risk):
+        sel = keep[:, c]
+        if not sel.any():
+            continue
+        fitted[c] = True
+        n_events[c] = int(ev[sel, c].sum())
+        cum[c] = breslow_cumulative_hazard(scores[sel, c], times[sel, c], ev[sel, c], grid)
+    return cum, fitted, n_events
+
+
+def cox_cumulative_incidence(risk_scores: torch.Tensor, grid: torch.Tensor, baseline: torch.Tensor, horizons) -> torch.Tensor:
+    r"""Absolute risk of a Cox model: :math:`F(t\mid x) = 1 - \exp(-\hat H_0(t)\, e^{\eta(x)})`.
+
+    Args:
+        risk_scores (`(batch, n_risk)`): :math:`\eta`.
+        grid (`(g,)`), baseline (`(n_risk, g)`): the stored Breslow baseline cumulative hazard.
+        horizons: years; interpolated linearly between grid points (exact at grid points), NaN beyond the grid.
+
+    Returns:
+        `(batch, n_risk, n_horizons)`, non-decreasing in time and within [0, 1].
+    """
+    h = torch.as_tensor(horizons, dtype=torch.float64, device=risk_scores.device)
+    h0 = interpolate_on_grid(grid.to(torch.float64), baseline.to(torch.float64), h)  # (n_risk, n_h)
+    eta = risk_scores.to(torch.float64)[..., None]
+    log_h0 = torch.log(h0.clamp_min(0))  # -inf where H0 = 0 -> incidence exactly 0
+    cum_hazard = torch.exp((log_h0[None] + eta).clamp(max=700.0))
+    return (-torch.expm1(-cum_hazard)).to(risk_scores.dtype)
