@@ -1,0 +1,151 @@
+"""WFDB records (`.hea` + `.dat`/`.mat`), read with the `wfdb` package.
+
+The PhysioNet/CinC Challenge headers carry the labels as comment lines (`# Age: 78`, `# Sex: Male`,
+`# Dx: 164889003,59118001`); they become `metadata["age"]`, `metadata["sex"]` and `metadata["dx_codes"]`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from .detect import wfdb_header_for
+from .record import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_SAMPLES,
+    ECGReadError,
+    ECGRecord,
+    canonicalize_leads,
+    check_samples,
+    check_size,
+    normalize_age,
+    normalize_sex,
+    unit_to_mv,
+)
+
+FORMAT = "wfdb"
+
+# bits per sample of the WFDB storage formats (FLAC formats 508/516/524 are compressed: no size check)
+_BITS = {"8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12, "310": 32 / 3, "311": 32 / 3}
+
+
+def parse_header_comments(comments) -> dict:
+    """Metadata from WFDB header comment lines (`Age`, `Sex`, `Dx` as in the CinC Challenge headers).
+
+    Returns a dict with `age`, `sex`, `dx_codes` (list of code strings, file order) where present, plus
+    `header_comments` (all lines) and any other `Key: value` line under its lower-cased key (e.g. `rx`, `hx`).
+    """
+    meta: dict = {"header_comments": [str(c) for c in comments]}
+    for line in comments:
+        key, sep, value = str(line).partition(":")
+        if not sep:
+            continue
+        key, value = key.strip().lower(), value.strip()
+        if key == "age":
+            meta["age"] = normalize_age(value)
+        elif key == "sex":
+            meta["sex"] = normalize_sex(value)
+        elif key == "dx":
+            meta["dx_codes"] = [c.strip() for c in value.split(",") if c.strip() and c.strip().lower() != "unknown"]
+        elif key and " " not in key and value and value.lower() != "unknown":
+            meta.setdefault(key, value)
+    return meta
+
+
+def read_wfdb(path, *, units=None, lead_names=None, max_bytes=DEFAULT_MAX_BYTES,
+              max_samples=DEFAULT_MAX_SAMPLES) -> ECGRecord:
+    """Read a WFDB record.
+
+    Args:
+        path: the `.hea` file, the `.dat`/`.mat` data file, or the record path without extension.
+        units (`str`, *optional*): unit of channels whose header gives none (WFDB's default is mV).
+        lead_names (`list[str]`, *optional*): names for the channels, in header order (overrides the header).
+        max_bytes (`int`): largest data file accepted.
+        max_samples (`int`): largest `channels x samples` accepted.
+
+    Channels in a non-voltage unit (`mmHg`, `NU`, ...) or with a name that is no ECG lead are dropped and listed in
+    `metadata["dropped_channels"]`. Samples flagged invalid in the file are `NaN`.
+    """
+    import wfdb
+
+    path = Path(path)
+    hea = wfdb_header_for(path)
+    if hea is None:
+        raise ECGReadError(path, "no WFDB header (.hea) found for this record", FORMAT)
+    check_size(hea, 1 << 20, FORMAT)
+    record_name = str(hea.with_suffix(""))
+    try:
+        header = wfdb.rdheader(record_name)
+    except Exception as err:  # wfdb raises many types on malformed headers
+        raise ECGReadError(hea, f"malformed WFDB header ({type(err).__name__}: {err})", FORMAT) from err
+    if getattr(header, "seg_name", None):
+        raise ECGReadError(hea, "multi-segment WFDB records are not supported; read the segments", FORMAT)
+    n_sig, sig_len, fs = header.n_sig, header.sig_len, header.fs
+    if not n_sig or not sig_len:
+        raise ECGReadError(hea, f"header declares {n_sig} signals of {sig_len} samples", FORMAT)
+    if not fs or not np.isfinite(fs) or fs <= 0:
+        raise ECGReadError(hea, f"invalid sampling frequency {fs!r}", FORMAT)
+    check_samples(hea, int(n_sig) * int(sig_len), max_samples, FORMAT, "the header")
+    _check_data_files(hea, header, max_bytes)
+
+    try:
+        rec = wfdb.rdrecord(record_name, physical=True, return_res=32)
+    except Exception as err:
+        raise ECGReadError(hea, f"cannot read the signal data ({type(err).__name__}: {err})", FORMAT) from err
+    signal = np.asarray(rec.p_signal, dtype=np.float32).T
+    if signal.shape != (n_sig, sig_len):
+        raise ECGReadError(hea, f"signal data has shape {signal.shape}, header says ({n_sig}, {sig_len})", FORMAT)
+
+    names = list(lead_names) if lead_names is not None else list(rec.sig_name or [])
+    if len(names) != n_sig:
+        raise ECGReadError(hea, f"{len(names)} lead names for {n_sig} channels", FORMAT)
+    keep, dropped = [], []
+    for i, unit in enumerate(rec.units or [""] * n_sig):
+        factor = unit_to_mv(unit) if unit else unit_to_mv(units or "mV")
+        if factor is None:
+            dropped.append(f"{names[i]} ({unit})")
+            continue
+        if factor != 1.0:
+            signal[i] *= np.float32(factor)
+        keep.append(i)
+    if not keep:
+        raise ECGReadError(hea, f"no channel in a voltage unit (units: {rec.units})", FORMAT)
+    signal, names, dropped_names = canonicalize_leads(signal[keep], [names[i] for i in keep], hea, FORMAT)
+
+    meta = parse_header_comments(rec.comments or [])
+    meta["record_id"] = rec.record_name
+    if rec.base_date is not None:
+        when = datetime.combine(rec.base_date, rec.base_time or datetime.min.time())
+        meta["acquisition_time"] = when.isoformat()
+    meta["dropped_channels"] = dropped + dropped_names
+    return ECGRecord(signal=signal, sampling_rate=float(fs), lead_names=names, metadata=meta, source=str(hea))
+
+
+def _check_data_files(hea: Path, header, max_bytes: int) -> None:
+    """Every data file exists and is long enough for the samples the header declares (so a truncated file
+    fails here with a clear message instead of deep in `wfdb`)."""
+    per_file: dict[str, list[int]] = {}
+    for i, name in enumerate(header.file_name or []):
+        per_file.setdefault(name, []).append(i)
+    for name, channels in per_file.items():
+        if name in ("~", "-"):
+            raise ECGReadError(hea, f"data file {name!r} (stdin/null) is not supported", FORMAT)
+        if Path(name).name != name:
+            raise ECGReadError(hea, f"data file {name!r} must sit beside the header", FORMAT)
+        data = hea.parent / name
+        if not data.is_file():
+            raise ECGReadError(hea, f"data file {name} is missing", FORMAT)
+        size = check_size(data, max_bytes, FORMAT)
+        fmt = str(header.fmt[channels[0]])
+        bits = _BITS.get(fmt)
+        if bits is None:
+            continue
+        frames = sum(int((header.samps_per_frame or [1] * header.n_sig)[c] or 1) for c in channels)
+        offset = int((header.byte_offset or [0] * header.n_sig)[channels[0]] or 0)
+        need = offset + int(np.ceil(header.sig_len * frames * bits / 8))
+        if size < need:
+            raise ECGReadError(
+                hea, f"data file {name} is truncated: {size} bytes, the header needs {need}", FORMAT
+            )
