@@ -26,6 +26,7 @@ setup(
         "wfdb>=4.1",
         "numpy>=1.24",
         "scipy>=1.11",
+        "numba>=0.59",  # vectorised preprocessing kernels (anyecg_hf.processing; scipy fallback without it)
         "scikit-learn>=1.3",
         "pandas>=2.0",
         "pyarrow>=14",

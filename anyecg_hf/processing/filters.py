@@ -1,0 +1,210 @@
+"""Vectorised ECG filters: zero-phase IIR filtering, the exact zero-padded running median, resampling, and the
+plain per-lead reference recipe used as the parity / speed baseline.
+
+Every function takes a 2-D array of rows `(R, N)` (any number of leads of any number of ECGs stacked) and works on
+all rows at once: there is no Python loop per lead. With numba installed the kernels in `_kernels.py` run (parallel
+over rows); without it scipy's vectorised `sosfiltfilt` and a per-row `ndimage.median_filter` give the same numbers,
+more slowly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+from scipy import ndimage, signal
+
+try:  # numba is a dependency; the fallback keeps the package usable where it cannot be installed
+    if os.environ.get("ANYECG_DISABLE_NUMBA"):
+        raise ImportError("disabled by ANYECG_DISABLE_NUMBA")
+    from . import _kernels
+except ImportError:  # pragma: no cover - exercised with ANYECG_DISABLE_NUMBA=1
+    _kernels = None
+
+HAVE_NUMBA = _kernels is not None
+BACKENDS = ("auto", "numba", "scipy")
+
+
+def _use_numba(backend: str) -> bool:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "numba" and not HAVE_NUMBA:
+        raise ValueError("backend='numba' requested but numba is not importable; `pip install numba`.")
+    return HAVE_NUMBA and backend != "scipy"
+
+
+# --------------------------------------------------------------------------------------------- filter design
+@lru_cache(maxsize=64)
+def _design(kind: str, a: float, b: float | None, order: int, fs: float) -> tuple[np.ndarray, int]:
+    if kind == "notch":
+        num, den = signal.iirnotch(a, b, fs)
+        sos = signal.tf2sos(num, den)
+    else:
+        wn = [a, b] if kind == "bandpass" else a
+        num, den = signal.butter(order, wn, kind, fs=fs)
+        sos = signal.butter(order, wn, kind, fs=fs, output="sos")
+    # scipy.signal.filtfilt's default padlen for the (b, a) form, which the reference recipe uses
+    padlen = 3 * max(len(num), len(den))
+    sos.setflags(write=False)
+    return sos, padlen
+
+
+def notch_filter_sos(freq: float, q: float, fs: float) -> tuple[np.ndarray, int]:
+    """Second-order IIR notch (`scipy.signal.iirnotch(freq, q, fs)`) as one SOS row, and filtfilt's padlen (9).
+
+    The -3 dB bandwidth is `freq / q` (1.67 Hz for 50 Hz, Q 30).
+    """
+    if not 0 < freq < fs / 2:
+        raise ValueError(f"notch frequency {freq} Hz must lie in (0, fs/2 = {fs / 2}) Hz")
+    return _design("notch", float(freq), float(q), 2, float(fs))
+
+
+def bandpass_sos(low: float | None, high: float | None, order: int, fs: float) -> tuple[np.ndarray, int] | None:
+    """Butterworth band-pass `[low, high]` Hz of `order` (a band-pass of order n has 2n poles), or a high-pass /
+    low-pass when one edge is `None`; `None` when both are. Returns the SOS and filtfilt's (b, a) padlen."""
+    if low is None and high is None:
+        return None
+    if high is not None and not 0 < high < fs / 2:
+        raise ValueError(f"band-pass high edge {high} Hz must lie in (0, fs/2 = {fs / 2}) Hz")
+    if low is not None and not 0 < low < (high if high is not None else fs / 2):
+        raise ValueError(f"band-pass low edge {low} Hz must be positive and below the high edge")
+    if low is None:
+        return _design("lowpass", float(high), None, int(order), float(fs))
+    if high is None:
+        return _design("highpass", float(low), None, int(order), float(fs))
+    return _design("bandpass", float(low), float(high), int(order), float(fs))
+
+
+# --------------------------------------------------------------------------------------------- zero-phase IIR
+def zero_phase_filter(x: np.ndarray, sos: np.ndarray, padlen: int, backend: str = "auto") -> np.ndarray:
+    """`scipy.signal.filtfilt` semantics for every row of `x` (R, N), float64.
+
+    .. math:: y = \\mathrm{rev}(H\\,\\mathrm{rev}(H\\,\\mathrm{oddext}(x)))
+
+    with `oddext` the odd extension by `padlen` samples (``2 x_0 - x_{padlen..1}`` on the left) and each pass started
+    from the steady state of a step of height equal to its first sample (`sosfilt_zi`). With the same padlen this
+    equals `filtfilt(b, a, x)` of the reference up to the round-off of the ill-conditioned (b, a) form (~1e-6 of the
+    signal for the 0.67-40 Hz band-pass at 500 Hz).
+
+    Raises:
+        ValueError: when a row has `padlen` samples or fewer (scipy's own limit).
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"expected (rows, samples), got shape {x.shape}")
+    if x.shape[1] <= padlen:
+        raise ValueError(f"signal of {x.shape[1]} samples is too short for zero-phase filtering (needs > {padlen})")
+    if x.shape[0] == 0:
+        return x.copy()
+    if _use_numba(backend):
+        return _kernels.sos_filtfilt(x, np.ascontiguousarray(sos), signal.sosfilt_zi(sos), int(padlen))
+    return signal.sosfiltfilt(np.array(sos), x, axis=-1, padtype="odd", padlen=padlen)
+
+
+# --------------------------------------------------------------------------------------------- running median
+def _order_keys(padded: np.ndarray) -> tuple[np.ndarray, int]:
+    """uint64 keys whose unsigned order is the float order, low bits replaced by the position.
+
+    The position bits make all keys distinct, so one (SIMD) `np.sort` gives every rank; values that agree in all but
+    the lowest `index_bits` mantissa bits (relative difference < 2**(index_bits - 52)) are ranked by position, which
+    can change a median by at most that much (< 1e-11 relative for 10 s at 500 Hz).
+    """
+    n = padded.shape[1]
+    index_bits = max(1, int(n - 1).bit_length())
+    u = padded.view(np.uint64)
+    key = np.where(u >> np.uint64(63), ~u, u | np.uint64(1 << 63))
+    key >>= np.uint64(index_bits)
+    key <<= np.uint64(index_bits)
+    key |= np.arange(n, dtype=np.uint64)
+    return key, index_bits
+
+
+def running_median(x: np.ndarray, kernel_size: int, backend: str = "auto") -> np.ndarray:
+    """Running median of odd width `kernel_size` over every row, zero-padded at both ends exactly like
+    `scipy.signal.medfilt(row, kernel_size)` (output `n` is the median of `x[n-h .. n+h]`, `h = kernel_size // 2`,
+    with zeros outside the row).
+
+    Algorithm (numba backend): pad, rank all positions of each row at once with one vectorised sort, then sweep a
+    bitset over ranks holding the current window; the median pointer moves to a neighbouring set bit per step, so
+    the sweep is O(N) after the O(N log N) sort, and the result is the same element `medfilt` picks.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if kernel_size % 2 != 1 or kernel_size < 1:
+        raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
+    n_rows, n = x.shape
+    if n_rows == 0 or kernel_size == 1:
+        return x.copy()
+    h = kernel_size // 2
+    if not _use_numba(backend):
+        out = np.empty_like(x)
+        for r in range(n_rows):  # scipy's 1-D rank filter is fast; its N-D path is not (fallback only)
+            out[r] = ndimage.median_filter(x[r], size=kernel_size, mode="constant", cval=0.0)
+        return out
+    padded = np.zeros((n_rows, n + 2 * h))
+    padded[:, h:h + n] = x
+    padded += 0.0  # -0.0 -> +0.0 so that equal values share one key prefix
+    key, index_bits = _order_keys(padded)
+    key.sort(axis=-1)
+    ranks, values = _kernels.keys_to_ranks(key, padded, index_bits)
+    return _kernels.median_from_ranks(ranks, values, n, kernel_size)
+
+
+# --------------------------------------------------------------------------------------------- resampling
+def rational_ratio(fs_in: float, fs_out: float, max_denominator: int = 1000) -> tuple[int, int]:
+    """`(up, down)` with `up / down = fs_out / fs_in`, e.g. (500, 257) for 257 Hz -> 500 Hz, (1, 2) for 1000 -> 500.
+
+    Non-integer rates are approximated with denominators up to `max_denominator` (a relative rate error below
+    ~1e-6, far under any ECG clock's tolerance).
+    """
+    ratio = Fraction(fs_out).limit_denominator(10**6) / Fraction(fs_in).limit_denominator(10**6)
+    ratio = ratio.limit_denominator(max_denominator)
+    return ratio.numerator, ratio.denominator
+
+
+def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    """Polyphase resampling of every row (`scipy.signal.resample_poly`, Kaiser-windowed FIR, `padtype="line"`).
+
+    `padtype="line"` removes a straight line through the record before filtering and adds it back, so a raw ECG
+    with a DC offset does not get a zero-padding transient at its ends. Output length `ceil(N * up / down)`.
+    """
+    up, down = rational_ratio(fs_in, fs_out)
+    if up == down:
+        return np.asarray(x, dtype=np.float64)
+    return signal.resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=-1, padtype="line")
+
+
+def resample_span(x: np.ndarray, fs_in: float, fs_out: float, start: int, stop: int) -> np.ndarray:
+    """Output samples `[start, stop)` of `resample(x, fs_in, fs_out)` computed from the input span they need plus a
+    margin, so a 10 s window of a 24 h Holter does not resample the whole day. Identical to slicing the full
+    resampling up to the FIR's edge effects, which the margin keeps out of the returned span."""
+    up, down = rational_ratio(fs_in, fs_out)
+    if up == down:
+        return np.asarray(x[:, start:stop], dtype=np.float64)
+    n_in = x.shape[1]
+    margin = 20 * math.ceil(max(up, down) / up) + 2 * down  # > the FIR half-length (10 * max(up, down) / up)
+    a = max(0, (math.floor(start * down / up) - margin) // down * down)  # a multiple of `down`: aligned grid
+    b = min(n_in, math.ceil(stop * down / up) + margin)
+    if a == 0 and b == n_in:
+        return resample(x, fs_in, fs_out)[:, start:stop]
+    y = resample(x[:, a:b], fs_in, fs_out)
+    offset = a * up // down
+    return y[:, start - offset:stop - offset]
+
+
+# --------------------------------------------------------------------------------------------- reference
+def reference_preprocess(x: np.ndarray, fs: float = 500.0) -> np.ndarray:
+    """The released ECGFounder recipe, written plainly per lead with scipy (the parity definition and the speed
+    baseline of `benchmarks/bench_preprocessing.py`): NaN -> 0; per lead `filtfilt(iirnotch(50, 30))`; per lead
+    `filtfilt(butter(4, [0.67, 40], "bandpass"))` in (b, a) form; per lead subtract `medfilt(x, int(0.4 fs) + 1)`;
+    one z-score over the whole leads x time array, `(x - mean) / (std + 1e-8)`; float32."""
+    x = np.nan_to_num(np.asarray(x, dtype=np.float64))
+    b, a = signal.iirnotch(50, 30, fs)
+    x = np.stack([signal.filtfilt(b, a, lead) for lead in x])
+    b, a = signal.butter(4, [0.67, 40], "bandpass", fs=fs)
+    x = np.stack([signal.filtfilt(b, a, lead) for lead in x])
+    k = int(0.4 * fs) + 1
+    x = np.stack([lead - signal.medfilt(lead, k) for lead in x])
+    return ((x - x.mean()) / (x.std() + 1e-8)).astype(np.float32)
