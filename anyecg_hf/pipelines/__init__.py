@@ -1,0 +1,92 @@
+"""ECG pipelines (`ecg-profiling`, `ecg-classification`, `ecg-embedding`), the default-model factory and the
+profile format.
+
+`import anyecg_hf` registers the three tasks with transformers' `PIPELINE_REGISTRY`, so that
+`transformers.pipeline("ecg-profiling", model=...)` works. The built-in `feature-extraction` task is left alone.
+
+Default model: the tasks have no fixed default model id, because the public ECGFounder repo holds no transformers
+files. When `pipeline(task)` is called without `model`, the registry entry asks the factory
+(`default_model.resolve_model`) for the converted, cached ECGFounder folder, downloading and converting it on first
+use; offline with nothing cached it raises `DefaultModelUnavailableError` at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+TASKS = {
+    "ecg-profiling": ("anyecg_hf.pipelines.profiling", "ECGProfilingPipeline"),
+    "ecg-classification": ("anyecg_hf.pipelines.classification", "ECGClassificationPipeline"),
+    "ecg-embedding": ("anyecg_hf.pipelines.embedding", "ECGEmbeddingPipeline"),
+}
+
+_LAZY = {
+    "DEFAULT_MODEL_ID": "anyecg_hf.pipelines.default_model",
+    "DefaultModelUnavailableError": "anyecg_hf.pipelines.default_model",
+    "resolve_model": "anyecg_hf.pipelines.default_model",
+    "load_model_and_extractor": "anyecg_hf.pipelines.default_model",
+    "default_cache_dir": "anyecg_hf.pipelines.default_model",
+    "aggregate_windows": "anyecg_hf.pipelines.outputs",
+    "profile_records": "anyecg_hf.pipelines.outputs",
+    "profile_rows": "anyecg_hf.pipelines.outputs",
+    "ECGPipelineBase": "anyecg_hf.pipelines.base",
+    **{cls: mod for mod, cls in TASKS.values()},
+}
+
+__all__ = ["TASKS", "ecg_pipeline", "register_pipelines", *sorted(_LAZY)]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'anyecg_hf.pipelines' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+class _FactoryDefault(dict):
+    """A `PIPELINE_REGISTRY` default whose model is produced by the default-model factory, and only when
+    `pipeline(task)` is called without a model (reading the registry does not download anything)."""
+
+    def __init__(self):
+        super().__init__(model=None)
+
+    def __getitem__(self, key):
+        if key == "model":
+            from .default_model import resolve_model
+
+            return resolve_model(None), None  # (model, revision): a local folder needs no revision
+        return super().__getitem__(key)
+
+
+def register_pipelines() -> None:
+    """Register the ECG tasks with transformers' `PIPELINE_REGISTRY` (idempotent; called by `import anyecg_hf`).
+
+    Each task loads its model with `AutoModel`, which returns the class named in `config.architectures`
+    (`AnyECGForDiagnosis`, `AnyECGForRiskPrediction`, `AnyECGForHealthProfiling` or the bare `AnyECGModel`).
+    """
+    from transformers import AutoModel
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    for task, (module, cls_name) in TASKS.items():
+        existing = PIPELINE_REGISTRY.supported_tasks.get(task)
+        cls = getattr(importlib.import_module(module), cls_name)
+        if existing is not None and existing.get("impl") is cls:
+            continue
+        PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=cls, pt_model=AutoModel, default=_FactoryDefault())
+
+
+def ecg_pipeline(task: str = "ecg-profiling", model=None, *, revision=None, device=None, **kwargs):
+    """`transformers.pipeline(task, model=...)` with the default-model factory applied to `model` (`None`, the
+    ECGFounder repo id, or an original `.pth` checkpoint are converted and cached first)."""
+    from transformers import pipeline
+
+    from .default_model import resolve_model
+
+    if task not in TASKS:
+        raise ValueError(f"Unknown ECG task {task!r}; expected one of {', '.join(TASKS)}.")
+    resolved = resolve_model(model, revision=revision) if isinstance(model, (str, type(None))) or hasattr(model, "__fspath__") else model
+    if isinstance(resolved, str) and revision is not None and resolved != model:
+        revision = None  # the revision selected the default checkpoint; the converted folder is local
+    return pipeline(task, model=resolved, revision=revision, device=device, **kwargs)

@@ -1,0 +1,272 @@
+"""The default model: the public 12-lead ECGFounder checkpoint, converted on first use and cached.
+
+`PKUDigitalHealth/ECGFounder` holds only the original `.pth` files, no transformers files, so the default cannot
+be a `PIPELINE_REGISTRY` model id. `resolve_model()` is the factory: it downloads `12_lead_ECGFounder.pth` with
+`hf_hub_download`, converts it with `AnyECGForDiagnosis.from_ecgfounder`, and writes a normal `save_pretrained`
+folder (`config.json`, `model.safetensors`, `preprocessor_config.json`) into the Hugging Face cache::
+
+    $HF_HOME/anyecg_hf/ecgfounder-12lead-<revision>/
+
+Later calls return that folder at once, with or without network. Offline (`HF_HUB_OFFLINE=1`, or the Hub cannot be
+reached) with nothing cached, it raises `DefaultModelUnavailableError` within seconds with a message that says what
+to do, instead of waiting for `hf_hub_download`'s retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+DEFAULT_MODEL_ID = "PKUDigitalHealth/ECGFounder"
+DEFAULT_FILENAMES = {12: "12_lead_ECGFounder.pth", 1: "1_lead_ECGFounder.pth"}
+# Aliases that select the factory rather than a transformers-format repo.
+_DEFAULT_ALIASES = {None, "", "default", DEFAULT_MODEL_ID, DEFAULT_MODEL_ID.lower()}
+_REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+_SOURCE_FILE = "anyecg_source.json"
+_PROBE_TIMEOUT_S = 3.0  # connectivity probe before any download (env ANYECG_HUB_PROBE_TIMEOUT)
+
+
+class DefaultModelUnavailableError(OSError):
+    """The default model is not cached and cannot be downloaded now (offline, Hub unreachable, download failed).
+
+    The message says what to do: pass `--model PATH` (a converted folder, e.g. from `anyecg convert-ecgfounder`),
+    unset `HF_HUB_OFFLINE` / restore network access, and where the cache is.
+    """
+
+
+def default_cache_dir() -> Path:
+    """Where converted default models live: `$ANYECG_CACHE` if set, else `$HF_HOME/anyecg_hf` (HF_HOME defaults to
+    `~/.cache/huggingface`). Read from the environment on every call."""
+    env = os.environ.get("ANYECG_CACHE")
+    if env:
+        return Path(env).expanduser()
+    hf_home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(hf_home).expanduser() / "anyecg_hf"
+
+
+def default_model_dir(revision: str | None = None, leads: int = 12, cache_dir=None) -> Path:
+    """Folder of the converted default model for `revision` (default `main`) and `leads` (12 or 1)."""
+    label = re.sub(r"[^A-Za-z0-9._-]+", "_", revision or "main")
+    return Path(cache_dir or default_cache_dir()) / f"ecgfounder-{leads}lead-{label}"
+
+
+def is_model_folder(path) -> bool:
+    """True when `path` is a complete converted folder (all of config.json, model.safetensors,
+    preprocessor_config.json)."""
+    return all(os.path.isfile(os.path.join(path, f)) for f in _REQUIRED_FILES)
+
+
+def _offline_env() -> bool:
+    value = os.environ.get("HF_HUB_OFFLINE", "")
+    if value.upper() in ("1", "ON", "YES", "TRUE"):
+        return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except Exception:  # pragma: no cover
+        return False
+
+
+def _hub_endpoint() -> str:
+    env = os.environ.get("HF_ENDPOINT")
+    if env:
+        return env.rstrip("/")
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT.rstrip("/")
+
+
+def hub_reachable(timeout: float | None = None) -> tuple[bool, str]:
+    """Quick TCP probe of the Hub endpoint (DNS + connect) bounded by `timeout` seconds in total.
+
+    `getaddrinfo` has no timeout of its own, so the probe runs in a daemon thread that is abandoned when the time is
+    up. Returns `(reachable, reason)`.
+    """
+    if timeout is None:
+        timeout = float(os.environ.get("ANYECG_HUB_PROBE_TIMEOUT", _PROBE_TIMEOUT_S))
+    url = urlparse(_hub_endpoint())
+    host = url.hostname
+    port = url.port or (443 if url.scheme == "https" else 80)
+    if not host:
+        return False, f"invalid Hub endpoint {_hub_endpoint()!r}"
+    result: dict = {}
+
+    def probe():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result["ok"] = True
+        except OSError as err:
+            result["error"] = f"{type(err).__name__}: {err}"
+
+    thread = threading.Thread(target=probe, name="anyecg-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if result.get("ok"):
+        return True, ""
+    return False, result.get("error", f"no answer from {host}:{port} within {timeout:g} s")
+
+
+def _unavailable(reason: str, target: Path, leads: int, revision: str | None) -> DefaultModelUnavailableError:
+    filename = DEFAULT_FILENAMES[leads]
+    hub_cache = os.environ.get("HF_HUB_CACHE") or str(Path(default_cache_dir()).parent / "hub")
+    return DefaultModelUnavailableError(
+        f"The default ECG model ({DEFAULT_MODEL_ID}, {filename}"
+        f"{'' if revision in (None, 'main') else ', revision ' + revision}) is not available: {reason}.\n"
+        f"It is not in the cache ({target}), and it cannot be downloaded now. Do one of:\n"
+        f"  * use a model folder you already have: --model PATH (Python: model=PATH). Make one from a downloaded "
+        f"checkpoint with `anyecg convert-ecgfounder {filename} PATH`;\n"
+        f"  * connect to the internet (and unset HF_HUB_OFFLINE if it is set) and run again: the checkpoint is "
+        f"downloaded once and converted into {target};\n"
+        f"  * or copy that folder from a machine that has it (set HF_HOME or ANYECG_CACHE to move the cache; "
+        f"the Hub download cache is {hub_cache})."
+    )
+
+
+def resolve_model(model=None, *, revision: str | None = None, leads: int = 12, cache_dir=None, force: bool = False):
+    """Return something `from_pretrained` loads: `model` itself, or the path of the converted default model.
+
+    Args:
+        model (`str`, `os.PathLike` or `None`):
+            * `None`, `"default"` or `"PKUDigitalHealth/ECGFounder"`: the default model, produced by the factory
+              (download `12_lead_ECGFounder.pth`, convert, cache; see the module docstring);
+            * a local `.pth`/`.pt` ECGFounder checkpoint: converted once into the cache (keyed by the file's SHA-256)
+              and that folder returned;
+            * anything else (a local model folder, a Hub id of a transformers-format repo): returned unchanged.
+        revision (`str`, *optional*): Hub revision of the default checkpoint (branch, tag or commit).
+        leads (`int`, defaults to 12): 12 or 1, which ECGFounder checkpoint the default is.
+        cache_dir (*optional*): where converted folders go (default `default_cache_dir()`).
+        force (`bool`): convert again even when the folder exists.
+
+    Raises:
+        DefaultModelUnavailableError (an `OSError`): offline / Hub unreachable with nothing cached, or the download
+            failed. Raised within seconds (`HF_HUB_OFFLINE` is checked first, then a cache-only lookup, then a
+            connectivity probe of at most `ANYECG_HUB_PROBE_TIMEOUT` = 3 s).
+    """
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    if model not in _DEFAULT_ALIASES and not (isinstance(model, str) and model.lower() in _DEFAULT_ALIASES):
+        if isinstance(model, str) and os.path.isfile(model) and model.lower().endswith((".pth", ".pt")):
+            return str(_convert_local_checkpoint(model, cache_dir=cache_dir, force=force))
+        return model
+    if leads not in DEFAULT_FILENAMES:
+        raise ValueError(f"leads must be 12 or 1 for the default ECGFounder model, got {leads}.")
+    target = default_model_dir(revision, leads, cache_dir)
+    if not force and is_model_folder(target):
+        return str(target)
+
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    filename = DEFAULT_FILENAMES[leads]
+    # 1. a checkpoint already in the Hub cache converts without any network
+    try:
+        pth = hf_hub_download(DEFAULT_MODEL_ID, filename, revision=revision, local_files_only=True)
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        pth = None
+    if pth is None:
+        # 2. offline or unreachable: fail now rather than after the client's retries
+        if _offline_env():
+            raise _unavailable("HF_HUB_OFFLINE is set", target, leads, revision)
+        ok, why = hub_reachable()
+        if not ok:
+            raise _unavailable(f"the Hub ({_hub_endpoint()}) cannot be reached ({why})", target, leads, revision)
+        try:
+            pth = hf_hub_download(DEFAULT_MODEL_ID, filename, revision=revision)
+        except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
+            raise _unavailable(f"downloading failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})",
+                               target, leads, revision) from None
+    _convert_into(pth, target, source={"repo_id": DEFAULT_MODEL_ID, "filename": filename, "revision": revision or "main",
+                                       "checkpoint": str(pth)})
+    return str(target)
+
+
+def _sha256(path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _convert_local_checkpoint(path: str, cache_dir=None, force: bool = False) -> Path:
+    digest = _sha256(path)
+    target = Path(cache_dir or default_cache_dir()) / f"converted-{digest[:16]}"
+    if force or not is_model_folder(target):
+        _convert_into(path, target, source={"checkpoint": os.path.abspath(path), "sha256": digest})
+    return target
+
+
+def _convert_into(pth: str, target: Path, source: dict) -> None:
+    """Convert an ECGFounder `.pth` into `target` atomically (temp folder in the same parent, then rename), so a
+    killed conversion never leaves a half-written model that later runs would trust."""
+    from ..modeling import AnyECGForDiagnosis
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model = AnyECGForDiagnosis.from_ecgfounder(pth)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        (tmp / _SOURCE_FILE).write_text(json.dumps(dict(source, sha256=source.get("sha256") or _sha256(pth)), indent=2))
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not is_model_folder(target):  # another process won the race with a complete folder otherwise
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_model_and_extractor(model=None, device=None, *, revision: str | None = None, **model_kwargs):
+    """Load a model (head from `config.architectures`) and its feature extractor, ready for inference.
+
+    Args:
+        model: a loaded `PreTrainedModel`, or anything `resolve_model` accepts (`None` = the default model).
+        device (`str`, `int` or `torch.device`, *optional*): where to put the model (default: stays on CPU).
+        revision (`str`, *optional*): Hub revision (of the repo, or of the default checkpoint).
+        model_kwargs: passed to `AutoModel.from_pretrained`.
+
+    Returns:
+        `(model, feature_extractor)`: the model in eval mode; the folder's `AnyECGFeatureExtractor`, or one built with
+        `AnyECGFeatureExtractor.from_model_config(model.config)` when the folder has no `preprocessor_config.json`.
+    """
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModel, PreTrainedModel
+
+    from ..processing import AnyECGFeatureExtractor
+
+    if isinstance(model, PreTrainedModel):
+        loaded, source = model, getattr(model, "name_or_path", None)
+    else:
+        default = model in _DEFAULT_ALIASES or (isinstance(model, str) and model.lower() in _DEFAULT_ALIASES)
+        source = resolve_model(model, revision=revision)
+        kwargs = dict(model_kwargs)
+        if revision is not None and not default and not os.path.isdir(str(source)):
+            kwargs["revision"] = revision
+        loaded = AutoModel.from_pretrained(source, **kwargs)
+    extractor = None
+    if source is not None and not isinstance(model, PreTrainedModel):
+        try:
+            extractor = AutoFeatureExtractor.from_pretrained(source)
+        except (OSError, ValueError):
+            extractor = None
+        if extractor is not None and not isinstance(extractor, AnyECGFeatureExtractor):
+            extractor = None
+    if extractor is None:
+        extractor = AnyECGFeatureExtractor.from_model_config(loaded.config)
+    loaded.eval()
+    if device is not None:
+        loaded.to(torch.device(device) if not isinstance(device, int) else torch.device("cuda", device) if device >= 0 else "cpu")
+    return loaded, extractor
