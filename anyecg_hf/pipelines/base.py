@@ -11,7 +11,9 @@ a generator to get an iterator instead).
 
 from __future__ import annotations
 
+import copy
 import os
+import warnings as _warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,12 @@ def _is_pathlike(x) -> bool:
     return isinstance(x, (str, os.PathLike))
 
 
+def _strip_prefix(message: str, record_id) -> str:
+    """Quality messages start with "<record id>: "; the result already names its record."""
+    prefix = f"{record_id}: "
+    return message[len(prefix):] if record_id is not None and message.startswith(prefix) else message
+
+
 class ECGPipelineBase(ChunkPipeline):
     """Base of the ECG pipelines (not registered itself).
 
@@ -40,6 +48,10 @@ class ECGPipelineBase(ChunkPipeline):
             row count matches) or of files that do not name their leads (CSV/NumPy).
         units (`str`): unit of array inputs (`"mV"` default, `"uV"`, ...).
         format (`str`): force a reader (`read_ecg(format=...)`) instead of detecting it.
+        windowing (`str`, defaults to `"sliding"`): how a record longer than the model's window (`num_samples`,
+            10 s) is cut: `"sliding"` = consecutive windows covering the whole record (stride `window_stride` of
+            the feature extractor, default no overlap; the last window is aligned to the record's end), `"first"`
+            or `"center"` = one window.
         aggregation (`str`): `"mean"` (default) or `"max"` over the windows of a long record.
         quality (`bool`, default `True`): add signal-quality warnings (flat / NaN / clipped / noisy leads, likely
             limb-lead reversal) to each result.
@@ -89,11 +101,12 @@ class ECGPipelineBase(ChunkPipeline):
         aggregation=None,
         quality=None,
         on_error=None,
+        windowing=None,
         **kwargs,
     ):
         preprocess = {}
         for key, value in (("sampling_rate", sampling_rate), ("lead_names", lead_names), ("units", units),
-                           ("format", format), ("quality", quality), ("on_error", on_error)):
+                           ("format", format), ("quality", quality), ("on_error", on_error), ("windowing", windowing)):
             if value is not None:
                 preprocess[key] = value
         if on_error is not None and on_error not in _ON_ERROR:
@@ -113,16 +126,20 @@ class ECGPipelineBase(ChunkPipeline):
         return {}, {}
 
     # ------------------------------------------------------------------ inputs
-    def _to_record(self, inputs, sampling_rate=None, lead_names=None, units=None, format=None):
-        """Turn one input into an `ECGRecord` (reading files with `anyecg_hf.io.read_ecg`)."""
+    def _prepare_input(self, inputs, sampling_rate=None, lead_names=None, units=None, format=None):
+        """`(signal, extractor kwargs, record id, source)` for one input: files are read with
+        `anyecg_hf.io.read_ecg` into an `ECGRecord`; arrays (numpy/torch, or a dict with `signal`) are passed to the
+        feature extractor as they are, with their `sampling_rate` / `lead_names` / `units`."""
         from ..io import ECGRecord, read_ecg
 
         if isinstance(inputs, ECGRecord):
-            return inputs
+            rid = inputs.record_id if (inputs.source or "record_id" in inputs.metadata) else None
+            return inputs, {}, rid, inputs.source
         if _is_pathlike(inputs):
             path = os.fspath(inputs)
             kwargs = {k: v for k, v in (("sampling_rate", sampling_rate), ("lead_names", lead_names), ("units", units)) if v is not None}
-            return read_ecg(path, format=format, **kwargs)
+            record = read_ecg(path, format=format, **kwargs)
+            return record, {}, record.record_id, record.source
         record_id = None
         if isinstance(inputs, dict):
             data = dict(inputs)
@@ -134,55 +151,47 @@ class ECGPipelineBase(ChunkPipeline):
             units = data.get("units", units)
             record_id = data.get("record", data.get("record_id"))
             inputs = signal
-        if isinstance(inputs, torch.Tensor):
-            inputs = inputs.detach().cpu().numpy()
         if isinstance(inputs, (list, tuple)) and inputs and not _is_pathlike(inputs[0]):
             inputs = np.asarray(inputs)
-        if not isinstance(inputs, np.ndarray):
+        if not (isinstance(inputs, (np.ndarray, torch.Tensor))):
             raise ValueError(
                 f"Cannot use a {type(inputs).__name__} as an ECG: pass a file path, an ECGRecord, a (leads, samples) "
                 "array with sampling_rate=..., or a dict {'signal': ..., 'sampling_rate': ...}."
             )
-        if inputs.ndim == 1:
-            inputs = inputs[None, :]
-        if inputs.ndim != 2:
+        if inputs.ndim == 3:
             raise ValueError(
-                f"An ECG array must be (leads, samples); got shape {inputs.shape}. For several ECGs pass a list of "
-                "arrays (one per ECG)."
+                f"Got a {tuple(inputs.shape)} array: pass ONE ECG as a (leads, samples) array, or a list of them "
+                "(pipe(list(batch)))."
             )
-        if sampling_rate is None:
-            raise ValueError("An ECG array needs its sampling rate: pipe(array, sampling_rate=500).")
-        if lead_names is None:
-            model_leads = list(self.model.config.lead_names)
-            if inputs.shape[0] != len(model_leads):
-                raise ValueError(
-                    f"The array has {inputs.shape[0]} rows but the model expects {len(model_leads)} leads "
-                    f"({', '.join(model_leads)}); pass lead_names=[...] to say which leads the rows are (or transpose "
-                    "a (samples, leads) array)."
-                )
-            lead_names = model_leads
-        from ..leads import canonical_lead_names
+        kwargs = {"sampling_rate": sampling_rate, "lead_names": lead_names, "units": units,
+                  "record_ids": [str(record_id) if record_id is not None else "input"]}
+        return inputs, kwargs, record_id, None
 
-        metadata = {"record_id": record_id} if record_id is not None else {}
-        return ECGRecord(inputs, float(sampling_rate), canonical_lead_names(lead_names), units=units or "mV", metadata=metadata)
+    def _extractor(self, windowing: str | None):
+        """The feature extractor, or a copy with another `windowing` (cached)."""
+        fe = self.feature_extractor
+        if windowing is None or windowing == fe.windowing:
+            return fe
+        cache = self.__dict__.setdefault("_extractor_variants", {})
+        if windowing not in cache:
+            variant = copy.deepcopy(fe)
+            variant.windowing = windowing
+            variant._validate()
+            cache[windowing] = variant
+        return cache[windowing]
 
-    def _quality_warnings(self, record) -> list[str]:
+    def _quality_warnings(self, fe, signal, kwargs, fe_id) -> list[str]:
         try:
-            from ..processing.quality import signal_quality
-        except ImportError:  # pragma: no cover - quality module not shipped
-            return []
-        from ..io.record import unit_to_mv
-
-        factor = unit_to_mv(record.units) or 1.0
-        try:
-            flags = signal_quality(record.signal, record.sampling_rate, record.lead_names, units_to_mv=factor)
+            flags = fe.check_quality(signal, **kwargs)[0]
         except Exception as err:  # a quality check must never stop a prediction
             return [f"signal-quality check failed ({type(err).__name__}: {err})"]
-        return [str(f) for f in flags]
+        return [_strip_prefix(str(f), fe_id) for f in flags]
 
     def _error_item(self, inputs, err: Exception) -> dict:
         cfg = self.model.config
         record = Path(os.fspath(inputs)).stem if _is_pathlike(inputs) else None
+        if isinstance(inputs, dict):
+            record = inputs.get("record", inputs.get("record_id"))
         return {
             "window": torch.zeros(1, dtype=torch.long),
             "input_values": torch.zeros(1, cfg.in_channels, cfg.num_samples),
@@ -193,22 +202,30 @@ class ECGPipelineBase(ChunkPipeline):
             "error": f"{type(err).__name__}: {err}",
         }
 
-    def preprocess(self, inputs, sampling_rate=None, lead_names=None, units=None, format=None, quality=True, on_error="raise"):
+    def preprocess(self, inputs, sampling_rate=None, lead_names=None, units=None, format=None, quality=True,
+                   on_error="raise", windowing="sliding"):
+        fe = self._extractor(windowing)
         try:
-            record = self._to_record(inputs, sampling_rate=sampling_rate, lead_names=lead_names, units=units, format=format)
-            warns = self._quality_warnings(record) if quality else []
-            features = self.feature_extractor(record, return_tensors="pt")
-        except (ValueError, OSError) as err:
+            signal, kwargs, record_id, source = self._prepare_input(
+                inputs, sampling_rate=sampling_rate, lead_names=lead_names, units=units, format=format)
+            kwargs = {k: v for k, v in kwargs.items() if v is not None}
+            fe_id = kwargs["record_ids"][0] if "record_ids" in kwargs else getattr(signal, "record_id", None)
+            warns = self._quality_warnings(fe, signal, kwargs, fe_id) if quality else []
+            with _warnings.catch_warnings(record=True) as caught:
+                _warnings.simplefilter("always")
+                features = fe(signal, return_tensors="pt", **kwargs)
+            for w in caught:  # the extractor's notes on masked leads travel with the result
+                msg = _strip_prefix(str(w.message), fe_id)
+                if msg not in warns:
+                    warns.append(msg)
+        except (ValueError, OSError, ImportError) as err:
             if on_error == "raise":
                 raise
             yield self._error_item(inputs, err)
             return
         features = dict(features)
         features.pop("window_to_record", None)  # bookkeeping: never passed to the model
-        values = features["input_values"]
-        n = values.shape[0]
-        source = record.source
-        record_id = record.record_id if (source or "record_id" in record.metadata) else None
+        n = features["input_values"].shape[0]
         for i in range(n):
             item = {"window": torch.tensor([i])}
             for key in _MODEL_KEYS:
