@@ -6,7 +6,7 @@ Two kernels, both parallel over rows (`numba.prange`, threads = `NUMBA_NUM_THREA
   scaled by the first sample, forward pass, backward pass) for a cascade of second-order sections. Rows are filtered
   together in tiles of `_TILE` rows stored time-major, so the inner loop runs over contiguous rows and is SIMD
   vectorised, while a per-row recursion (what `scipy.signal.lfilter` does) is latency bound.
-* `median_from_ranks`: exact running median from global ranks (see `filters.running_median`): the window is a
+* `median_sweep`: exact running median from global ranks (see `filters.running_median`): the window is a
   bitset over ranks, the median a pointer into it that moves by a few set bits per step.
 """
 
@@ -102,34 +102,45 @@ def _prev_set(bits, m):
 
 
 @nb.njit(parallel=True, cache=True)
-def keys_to_ranks(sorted_keys, padded, index_bits):
-    """From row-sorted keys (value bits | position) to `rank[position]` and the sorted values."""
-    n_rows, m = sorted_keys.shape
-    ranks = np.empty((n_rows, m), np.int64)
-    values = np.empty((n_rows, m))
-    mask = (_ONE << np.uint64(index_bits)) - _ONE
+def order_keys(x, h, index_bits):
+    """Zero-pad every row by `h` on both sides and build its sort keys (see `filters._order_keys`)."""
+    n_rows, n = x.shape
+    m = n + 2 * h
+    padded = np.zeros((n_rows, m))
+    keys = np.empty((n_rows, m), np.uint64)
+    sign = _ONE << np.uint64(63)
+    low = (_ONE << np.uint64(index_bits)) - _ONE
+    for r in nb.prange(n_rows):
+        for i in range(n):
+            padded[r, h + i] = x[r, i] + 0.0  # -0.0 -> +0.0
+    bits = padded.view(np.uint64)
     for r in nb.prange(n_rows):
         for i in range(m):
-            pos = np.int64(sorted_keys[r, i] & mask)
-            ranks[r, pos] = i
-            values[r, i] = padded[r, pos]
-    return ranks, values
+            u = bits[r, i]
+            u = ~u if u & sign else u | sign
+            keys[r, i] = (u & ~low) | np.uint64(i)
+    return padded, keys
 
 
 @nb.njit(parallel=True, cache=True)
-def median_from_ranks(ranks, values, n_out, k):
-    """Running median of odd width `k`: output j is the median of padded positions j .. j+k-1.
+def median_sweep(sorted_keys, padded, n_out, k, index_bits):
+    """Running median of odd width `k` from row-sorted keys: output j is the median of padded[j .. j+k-1].
 
-    Invariant per step: `m` is a set rank and exactly `c = k // 2` set ranks lie below it, so `values[m]` is the
-    median. Removing / adding one rank changes `c` by at most one, and `m` moves to the neighbouring set bit.
+    `rank[p]` is the sorted position of padded position p (recovered from the keys' low bits). Invariant per step:
+    `m` is a set rank and exactly `c = k // 2` set ranks lie below it, so the value at rank `m` is the median.
+    Removing / adding one rank changes `c` by at most one, and `m` moves to the neighbouring set bit.
     """
-    n_rows, n_pos = ranks.shape
+    n_rows, n_pos = sorted_keys.shape
     h = k // 2
+    low = (_ONE << np.uint64(index_bits)) - _ONE
     out = np.empty((n_rows, n_out))
     n_words = (n_pos + 63) // 64 + 1
     for r in nb.prange(n_rows):
-        rank = ranks[r]
-        val = values[r]
+        keys = sorted_keys[r]
+        vals = padded[r]
+        rank = np.empty(n_pos, np.int32)
+        for i in range(n_pos):
+            rank[np.int64(keys[i] & low)] = i
         bits = np.zeros(n_words, np.uint64)
         for i in range(k):
             q = rank[i]
@@ -138,10 +149,10 @@ def median_from_ranks(ranks, values, n_out, k):
         for _ in range(h):
             m = _next_set(bits, m)
         c = h
-        out[r, 0] = val[m]
+        out[r, 0] = vals[np.int64(keys[m] & low)]
         for j in range(1, n_out):
-            ro = rank[j - 1]
-            ri = rank[j + k - 1]
+            ro = np.int64(rank[j - 1])
+            ri = np.int64(rank[j + k - 1])
             bits[ro >> 6] &= ~(_ONE << np.uint64(ro & 63))
             bits[ri >> 6] |= _ONE << np.uint64(ri & 63)
             if ri < m:
@@ -156,5 +167,5 @@ def median_from_ranks(ranks, values, n_out, k):
             while c < h:
                 m = _next_set(bits, m)
                 c += 1
-            out[r, j] = val[m]
+            out[r, j] = vals[np.int64(keys[m] & low)]
     return out

@@ -272,24 +272,28 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         x, names, rid = rec["x"], rec["names"], rec["id"]
         out = np.zeros((len(self.lead_names), x.shape[1]))
         mask = np.zeros(len(self.lead_names), dtype=bool)
-        for j, lead in enumerate(self.lead_names):
-            if lead not in names:
-                continue
-            row = x[names.index(lead)]
-            finite = np.isfinite(row)
-            nan_frac = 1.0 - finite.mean()
-            if nan_frac > self.nan_lead_fraction or nan_frac == 1.0:
-                if warn:
-                    warnings.warn(f"{rid}: lead {lead} is {nan_frac:.0%} NaN; masked and zero-filled", ECGQualityWarning, stacklevel=4)
-                continue
-            row = np.where(finite, row, 0.0)
-            if np.ptp(row[finite]) <= self.flat_threshold:
-                if warn:
-                    warnings.warn(f"{rid}: lead {lead} is flat (peak-to-peak <= {self.flat_threshold} mV); masked and "
-                                  "zero-filled", ECGQualityWarning, stacklevel=4)
-                continue
-            out[j] = row
-            mask[j] = True
+        rows = [(j, names.index(lead)) for j, lead in enumerate(self.lead_names) if lead in names]
+        if rows:
+            dst, src = map(list, zip(*rows))
+            sub = x[src]
+            finite = np.isfinite(sub)
+            nan_frac = 1.0 - finite.mean(axis=1)
+            sub = np.where(finite, sub, 0.0)
+            big = np.finfo(np.float64).max
+            ptp = np.where(finite, sub, -big).max(axis=1) - np.where(finite, sub, big).min(axis=1)
+            for k, j in enumerate(dst):
+                lead = self.lead_names[j]
+                if nan_frac[k] > self.nan_lead_fraction or nan_frac[k] == 1.0:
+                    if warn:
+                        warnings.warn(f"{rid}: lead {lead} is {nan_frac[k]:.0%} NaN; masked and zero-filled",
+                                      ECGQualityWarning, stacklevel=4)
+                elif ptp[k] <= self.flat_threshold:
+                    if warn:
+                        warnings.warn(f"{rid}: lead {lead} is flat (peak-to-peak <= {self.flat_threshold} mV); masked "
+                                      "and zero-filled", ECGQualityWarning, stacklevel=4)
+                else:
+                    out[j] = sub[k]
+                    mask[j] = True
         if not mask.any():
             present = [n for n in self.lead_names if n in names]
             why = ("none of the model's leads " f"({', '.join(self.lead_names)}) is in the record's leads ({', '.join(names)})"
@@ -402,11 +406,14 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
             mean = x.mean(axis=-1, keepdims=True)
             std = x.std(axis=-1, keepdims=True)
             return np.where(mask[..., None], (x - mean) / (std + eps), 0.0)
-        count = mask.sum(axis=1)[:, None, None] * x.shape[-1]
-        w = mask[..., None]
-        mean = (x * w).sum(axis=(1, 2), keepdims=True) / count
-        var = (((x - mean) * w) ** 2).sum(axis=(1, 2), keepdims=True) / count
-        return np.where(w, (x - mean) / (np.sqrt(var) + eps), 0.0)
+        # missing leads are exactly zero here, so plain sums over all leads are sums over present leads
+        count = mask.sum(axis=1) * x.shape[-1]
+        mean = x.sum(axis=(1, 2)) / count
+        var = np.einsum("wlt,wlt->w", x, x) / count - mean**2
+        scale = 1.0 / (np.sqrt(np.maximum(var, 0.0)) + eps)
+        out = (x - mean[:, None, None]) * scale[:, None, None]
+        out[~mask] = 0.0
+        return out
 
     # ------------------------------------------------------------------ extras
     def check_quality(self, signals, sampling_rate=None, lead_names=None, units=None, record_ids=None) -> list[list]:

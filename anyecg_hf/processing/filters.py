@@ -143,13 +143,10 @@ def running_median(x: np.ndarray, kernel_size: int, backend: str = "auto") -> np
         for r in range(n_rows):  # scipy's 1-D rank filter is fast; its N-D path is not (fallback only)
             out[r] = ndimage.median_filter(x[r], size=kernel_size, mode="constant", cval=0.0)
         return out
-    padded = np.zeros((n_rows, n + 2 * h))
-    padded[:, h:h + n] = x
-    padded += 0.0  # -0.0 -> +0.0 so that equal values share one key prefix
-    key, index_bits = _order_keys(padded)
+    index_bits = max(1, int(n + 2 * h - 1).bit_length())
+    padded, key = _kernels.order_keys(x, h, index_bits)
     key.sort(axis=-1)
-    ranks, values = _kernels.keys_to_ranks(key, padded, index_bits)
-    return _kernels.median_from_ranks(ranks, values, n, kernel_size)
+    return _kernels.median_sweep(key, padded, n, kernel_size, index_bits)
 
 
 # --------------------------------------------------------------------------------------------- resampling
