@@ -164,7 +164,7 @@ class ECGPipelineBase(ChunkPipeline):
                 "(pipe(list(batch)))."
             )
         kwargs = {"sampling_rate": sampling_rate, "lead_names": lead_names, "units": units,
-                  "record_ids": [str(record_id) if record_id is not None else "input"]}
+                  "record_ids": [str(record_id) if record_id is not None else "array"]}
         return inputs, kwargs, record_id, None
 
     def _extractor(self, windowing: str | None):
