@@ -1,0 +1,213 @@
+"""Reading + preprocessing in DataLoader worker processes, so that files are read while the model runs.
+
+`ECGFileDataset[i]` reads one input with `anyecg_hf.io.read_ecg` and preprocesses it with the model's
+`AnyECGFeatureExtractor`; a file that cannot be read or preprocessed becomes an error item (path, error class,
+message) instead of an exception, so one bad file never stops a job. `collate_items` stacks the windows of a batch
+of records for one forward pass and keeps `window_to_record` apart (it is bookkeeping, never a model input).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings as _warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+# Tensors the feature extractor returns that the model takes.
+MODEL_INPUT_KEYS = ("input_values", "lead_mask", "sample_mask")
+
+
+class StringTable:
+    """An immutable list of strings in two NumPy arrays (UTF-8 bytes + offsets).
+
+    DataLoader workers are forked: a Python list of millions of `str` would be copied page by page into every
+    worker as reference counts change; two flat arrays are shared for free.
+    """
+
+    def __init__(self, strings):
+        encoded = [s.encode("utf-8", "surrogateescape") for s in strings]
+        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=self._offsets[1:])
+        self._data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        a, b = self._offsets[i], self._offsets[i + 1]
+        return self._data[a:b].tobytes().decode("utf-8", "surrogateescape")
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+@dataclass
+class Item:
+    """One input after reading + preprocessing (or its failure).
+
+    Attributes:
+        index (`int`): position of the input in the job's input list.
+        path (`str`): the input.
+        record_id (`str`): the reader's record id (file stem when unreadable).
+        inputs (`dict[str, np.ndarray]`): model inputs, `(n_windows, ...)` each; empty for an error.
+        meta (`dict`): `sampling_rate`, `duration_s`, `n_leads`, `n_windows`, `warnings` (list of str).
+        error (`tuple[str, str]`, *optional*): `(error class, message)` when the input failed.
+    """
+
+    index: int
+    path: str
+    record_id: str
+    inputs: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    error: tuple | None = None
+
+
+def _record_id(path: str) -> str:
+    name = os.path.basename(path)
+    stem, _ = os.path.splitext(name)
+    return stem or name
+
+
+class ECGFileDataset(Dataset):
+    """Map-style dataset over a job's inputs: item `i` is the read + preprocessed input `paths[i]`.
+
+    Args:
+        paths (`Sequence[str]` or `StringTable`): the inputs this process handles.
+        feature_extractor (`AnyECGFeatureExtractor`): the model's preprocessing.
+        indices (`Sequence[int]`, *optional*): global input positions of `paths` (default `0..n-1`).
+        read_kwargs (`dict`, *optional*): passed to `read_ecg` (`format`, `sampling_rate`, `lead_names`, `units`).
+        quality (`bool`, defaults to `True`): add signal-quality flags (flat, NaN-filled, clipped, noisy leads,
+            limb-lead reversal) to each item's warnings.
+    """
+
+    def __init__(self, paths, feature_extractor, indices=None, read_kwargs=None, quality: bool = True):
+        self.paths = paths if isinstance(paths, StringTable) else StringTable(paths)
+        self.indices = np.arange(len(self.paths), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+        if len(self.indices) != len(self.paths):
+            raise ValueError(f"{len(self.indices)} indices for {len(self.paths)} paths")
+        self.feature_extractor = feature_extractor
+        self.read_kwargs = dict(read_kwargs or {})
+        self.quality = quality
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Item:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, positions) -> list:
+        """Read the inputs at `positions` and preprocess the readable ones in ONE feature-extractor call (the
+        extractor is vectorised over records: several times faster than one call per record). If that call fails,
+        the records are preprocessed one by one so that only the bad one becomes an error item."""
+        items, records = [], []
+        for i in positions:
+            path = self.paths[i]
+            item = Item(index=int(self.indices[i]), path=path, record_id=_record_id(path), meta={"warnings": []})
+            items.append(item)
+            try:
+                with _warnings.catch_warnings(record=True) as caught:
+                    _warnings.simplefilter("always")
+                    record = self._read(path)
+                item.record_id = str(getattr(record, "record_id", None) or item.record_id)
+                item.meta = _record_meta(record, _messages(caught))
+                records.append((item, record))
+            except Exception as err:  # noqa: BLE001 -- one bad input is recorded, never raised
+                item.error = (type(err).__name__, str(err) or repr(err))
+        if records:
+            try:
+                self._preprocess(records)
+            except Exception:  # noqa: BLE001 -- find the culprit(s) record by record
+                for pair in records:
+                    try:
+                        self._preprocess([pair])
+                    except Exception as err:  # noqa: BLE001
+                        pair[0].inputs = {}
+                        pair[0].error = (type(err).__name__, str(err) or repr(err))
+        return items
+
+    def _read(self, path: str):
+        from ..io import read_ecg
+
+        return read_ecg(path, **self.read_kwargs)
+
+    def _preprocess(self, pairs) -> None:
+        records = [rec for _, rec in pairs]
+        with _warnings.catch_warnings(record=True) as caught:
+            _warnings.simplefilter("always")
+            feats = self.feature_extractor(records, return_tensors="np", return_window_index=True)
+        messages = _messages(caught)
+        owner = np.asarray(feats["window_to_record"])
+        values = np.asarray(feats["input_values"])
+        if not np.isfinite(values).all():
+            bad = sorted(set(owner[~np.isfinite(values).reshape(len(values), -1).all(axis=1)].tolist()))
+            raise ValueError(f"{pairs[bad[0]][0].path}: preprocessing produced non-finite values")
+        flags = self.feature_extractor.check_quality(records) if self.quality and hasattr(
+            self.feature_extractor, "check_quality") else [[] for _ in records]
+        for j, (item, _) in enumerate(pairs):
+            sel = np.flatnonzero(owner == j)
+            if sel.size == 0:
+                raise ValueError(f"{item.path}: the feature extractor returned no window for this record")
+            a, b = int(sel[0]), int(sel[-1]) + 1  # windows of a record are contiguous
+            item.inputs = {k: np.asarray(feats[k])[a:b] for k in MODEL_INPUT_KEYS if feats.get(k) is not None}
+            rid = item.record_id
+            warns = item.meta["warnings"]
+            for m in messages + [str(f) for f in flags[j]]:
+                if m.startswith(f"{rid}:") or m.startswith(f"{rid} ") or len(pairs) == 1:
+                    if m not in warns:
+                        warns.append(m)
+            item.meta["n_windows"] = b - a
+
+
+def _messages(caught) -> list[str]:
+    out = []
+    for w in caught:
+        if issubclass(w.category, (DeprecationWarning, FutureWarning)):
+            continue
+        msg = str(w.message)
+        if msg not in out:
+            out.append(msg)
+    return out
+
+
+def _record_meta(record, warnings: list) -> dict:
+    n = record.signal.shape[-1]
+    return {
+        "sampling_rate": float(record.sampling_rate),
+        "duration_s": float(n / record.sampling_rate) if record.sampling_rate else float("nan"),
+        "n_leads": int(record.signal.shape[0]),
+        "n_windows": 0,
+        "warnings": list(warnings),
+    }
+
+
+@dataclass
+class Batch:
+    """A batch of records: stacked windows for the model plus the bookkeeping to split the outputs again."""
+
+    inputs: dict  # str -> torch.Tensor, (n_windows_total, ...)
+    window_to_record: np.ndarray  # (n_windows_total,) position in `items`
+    items: list  # readable Items, in batch order
+    errors: list  # failed Items
+
+    def __len__(self) -> int:
+        return len(self.items) + len(self.errors)
+
+
+def collate_items(items: list) -> Batch:
+    """Stack the readable items' windows (`torch.from_numpy`, no copy per window) and set the failures apart."""
+    ok = [it for it in items if it.error is None]
+    errors = [it for it in items if it.error is not None]
+    inputs: dict = {}
+    w2r = np.zeros(0, dtype=np.int64)
+    if ok:
+        keys = [k for k in MODEL_INPUT_KEYS if all(k in it.inputs for it in ok)]
+        for k in keys:
+            arrays = [it.inputs[k] for it in ok]
+            inputs[k] = torch.from_numpy(np.concatenate(arrays, axis=0) if len(arrays) > 1 else np.ascontiguousarray(arrays[0]))
+        w2r = np.concatenate([np.full(it.inputs["input_values"].shape[0], j, dtype=np.int64) for j, it in enumerate(ok)])
+        for it in ok:
+            it.inputs = {}  # the stacked copy is all that is needed from here on
+    return Batch(inputs=inputs, window_to_record=w2r, items=ok, errors=errors)
