@@ -175,7 +175,7 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
     def filter_rows(self, rows: np.ndarray) -> np.ndarray:
         """Notch, band-pass and baseline removal of every row of `rows` (R, T), float64, at `sampling_rate`."""
         notch, band, kernel = self._filter_plan()
-        padlen = max([p for _, p in (notch, band) if _ is not None], default=0)
+        padlen = max([stage[1] for stage in (notch, band) if stage is not None], default=0)
         if rows.shape[1] <= padlen:
             raise ECGInputError(f"window of {rows.shape[1]} samples is too short to filter (needs > {padlen})")
         for stage in (notch, band):
