@@ -28,6 +28,8 @@ def parse_xml(path: Path, fmt: str, max_bytes: int) -> ET.Element:
         raise ECGReadError(path, f"XML uses a construct refused for safety ({type(err).__name__})", fmt) from None
     except ET.ParseError as err:
         raise ECGReadError(path, f"malformed XML ({err})", fmt) from None
+    except LookupError as err:  # unknown encoding in the XML declaration
+        raise ECGReadError(path, f"malformed XML ({err})", fmt) from None
     for el in root.iter():
         if isinstance(el.tag, str) and "}" in el.tag:
             el.tag = el.tag.rsplit("}", 1)[1]

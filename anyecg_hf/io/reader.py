@@ -8,6 +8,8 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from .detect import EXTENSIONS, FORMATS, WFDB_DATA_EXTENSIONS, detect_format, sniff_format, wfdb_header_for
 from .record import ECGReadError, ECGRecord, finalize
 
@@ -93,7 +95,9 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
         accepted = ", ".join(p for p in list(params)[1:])
         raise TypeError(f"read_ecg(format={fmt!r}) got unexpected option(s) {unknown}; accepted: {accepted}")
     try:
-        record = reader(path, **options)
+        # numeric warnings while decoding a corrupt file are moot: infinities are rejected in `finalize`
+        with np.errstate(all="ignore"):
+            record = reader(path, **options)
     except (ECGReadError, ImportError):
         raise
     except RecursionError:
