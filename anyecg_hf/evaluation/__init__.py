@@ -1,0 +1,50 @@
+"""Evaluation of AnyECG / ECGFounder predictions: diagnosis metrics with bootstrap confidence intervals, survival
+metrics, calibration, subgroup breakdowns, report folders and model cards.
+
+```python
+from anyecg_hf.evaluation import evaluate_diagnosis, evaluate_risk
+rep = evaluate_diagnosis(y_true, y_prob, label_space, label_mask=m, n_bootstrap=1000, seed=0)
+rep.table, rep.summary, rep.to_markdown(), rep.to_csv("auroc.csv"), rep.plot("forest.png")
+```
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "evaluate_diagnosis": ".classification",
+    "select_threshold": ".classification",
+    "age_bands": ".classification",
+    "evaluate_risk": ".survival",
+    "DiagnosisReport": ".report",
+    "RiskReport": ".report",
+    "BootstrapSampler": ".bootstrap",
+    "bootstrap_auroc_auprc": ".bootstrap",
+    "weighted_auroc_auprc": ".bootstrap",
+    "percentile_interval": ".bootstrap",
+    "expected_calibration_error": ".calibration",
+    "reliability_bins": ".calibration",
+    "write_model_card": ".model_card",
+    "model_card_section": ".model_card",
+    "write_report": ".runner",
+    "run_evaluation": ".runner",
+    "metric_path": ".metrics",
+    "load_metric": ".metrics",
+    "METRICS": ".metrics",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

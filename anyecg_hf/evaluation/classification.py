@@ -1,0 +1,425 @@
+"""Diagnosis (multi-label classification) evaluation: per-condition AUROC / AUPRC with bootstrap confidence
+intervals, an operating threshold with sensitivity, specificity, PPV, NPV and F1, calibration and subgroups.
+
+Point estimates come from scikit-learn (`roc_auc_score`, `average_precision_score`, `roc_curve`,
+`precision_recall_curve`). Confidence intervals are percentile intervals of a seeded bootstrap
+computed by `anyecg_hf.evaluation.bootstrap` (vectorised over resamples, equal to scikit-learn on the same
+resamples); with `patient_ids`, whole patients are resampled.
+
+A condition whose evaluated rows hold no positive or no negative has no AUROC: its metrics are `NaN`, `defined` is
+`False` and `undefined_reason` says why. It is never reported as 0.5 and never makes the evaluation fail.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+from .bootstrap import bootstrap_auroc_auprc, percentile_interval
+from .calibration import expected_calibration_error, reliability_bins
+from .report import DiagnosisReport
+
+__all__ = ["evaluate_diagnosis", "select_threshold", "age_bands", "THRESHOLD_METHODS"]
+
+THRESHOLD_METHODS = ("youden", "balanced_accuracy", "f1", "sensitivity", "specificity", "label_space", "fixed")
+AUROC_CUTOFFS = (0.7, 0.8, 0.9)
+
+
+# ----------------------------------------------------------------------------------------------- input checks
+def _resolve_label_space(label_space, K: int):
+    from anyecg_hf.modeling import LabelSpace
+
+    if label_space is None:
+        return LabelSpace.generic(K)
+    if not isinstance(label_space, LabelSpace):
+        label_space = LabelSpace.from_names(list(label_space))
+    if len(label_space) != K:
+        raise ValueError(f"The label space has {len(label_space)} conditions but the arrays have {K} columns.")
+    return label_space
+
+
+def _check_arrays(y_true, y_prob, label_mask):
+    """Validate shapes and values; return float labels, probabilities and the boolean evaluation mask."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    if y_true.ndim == 1:
+        y_true = y_true[:, None]
+    if y_prob.ndim == 1:
+        y_prob = y_prob[:, None]
+    if y_true.ndim != 2 or y_prob.ndim != 2:
+        raise ValueError(f"y_true and y_prob must have shape (n_samples, n_conditions); got {y_true.shape} and {y_prob.shape}.")
+    if y_true.shape != y_prob.shape:
+        raise ValueError(f"Shape mismatch: y_true {y_true.shape} vs y_prob {y_prob.shape}.")
+    if y_true.shape[0] == 0:
+        raise ValueError("No samples to evaluate (0 rows).")
+    # Missing labels (NaN, or negative such as the -100 of `ignore_index`) are excluded like a False label_mask.
+    mask = np.isfinite(y_true) & (y_true >= 0)
+    if label_mask is not None:
+        label_mask = np.asarray(label_mask)
+        if label_mask.ndim == 1:
+            label_mask = label_mask[:, None]
+        if label_mask.shape != y_true.shape:
+            raise ValueError(f"label_mask has shape {label_mask.shape}, expected {y_true.shape}.")
+        mask &= label_mask.astype(bool)
+    bad_label = mask & ~np.isin(y_true, (0.0, 1.0))
+    if bad_label.any():
+        r, c = np.argwhere(bad_label)[0]
+        raise ValueError(
+            f"y_true must be 0/1 (or NaN / negative for missing); found {y_true[r, c]!r} at row {r}, "
+            f"condition {c} ({int(bad_label.sum())} such entries)."
+        )
+    bad_prob = mask & ~np.isfinite(y_prob)
+    if bad_prob.any():
+        r, c = np.argwhere(bad_prob)[0]
+        raise ValueError(
+            f"y_prob has {int(bad_prob.sum())} NaN/inf value(s) among evaluated entries (first at row {r}, "
+            f"condition {c}). Remove those rows or exclude them with label_mask."
+        )
+    out_of_range = mask & ((y_prob < 0) | (y_prob > 1))
+    if out_of_range.any():
+        r, c = np.argwhere(out_of_range)[0]
+        raise ValueError(
+            f"y_prob must be probabilities in [0, 1]; found {y_prob[r, c]!r} at row {r}, condition {c}. "
+            "Apply a sigmoid to logits first."
+        )
+    return y_true, y_prob, mask
+
+
+# ----------------------------------------------------------------------------------------------- thresholds
+def _threshold_spec(method, label_space, K):
+    """Normalise `threshold_method` into (name, target, fixed per-label thresholds or None)."""
+    if isinstance(method, str):
+        name = method.lower()
+        if name == "label_space":
+            return name, None, np.asarray(label_space.thresholds, dtype=np.float64)
+        if name in ("youden", "balanced_accuracy", "f1"):
+            return name, None, None
+        raise ValueError(f"Unknown threshold_method {method!r}; expected one of {THRESHOLD_METHODS}.")
+    if isinstance(method, numbers.Real):
+        if not 0.0 < float(method) < 1.0:
+            raise ValueError(f"A fixed threshold must lie in (0, 1), got {method}.")
+        return "fixed", None, np.full(K, float(method))
+    if isinstance(method, tuple) and len(method) == 2 and isinstance(method[0], str):
+        name, target = method[0].lower(), float(method[1])
+        if name not in ("sensitivity", "specificity"):
+            raise ValueError(f"Unknown threshold target {method[0]!r}; expected 'sensitivity' or 'specificity'.")
+        if not 0.0 < target <= 1.0:
+            raise ValueError(f"Target {name} must lie in (0, 1], got {target}.")
+        return name, target, None
+    values = np.asarray(method, dtype=np.float64).reshape(-1)
+    if values.shape != (K,):
+        raise ValueError(f"threshold_method: expected a method name, a float, a tuple or {K} thresholds; got {method!r}.")
+    if not np.all((values > 0) & (values < 1)):
+        raise ValueError("Per-condition thresholds must lie in (0, 1).")
+    return "fixed", None, values
+
+
+def select_threshold(y_true, y_prob, method="youden", target: float | None = None) -> float:
+    """Decision threshold (predict positive when `y_prob >= threshold`) chosen on labelled data.
+
+    Args:
+        y_true (array `(n,)`): binary labels, both classes present.
+        y_prob (array `(n,)`): probabilities.
+        method (`str`): `"youden"` (maximise sensitivity + specificity - 1), `"balanced_accuracy"` (maximise the
+            mean of sensitivity and specificity; this is the same point as Youden's, since balanced accuracy =
+            (J + 1) / 2), `"f1"` (maximise F1), `"sensitivity"` (the highest threshold whose sensitivity is at least
+            `target`) or `"specificity"` (the lowest threshold whose specificity is at least `target`).
+        target (`float`, *optional*): the sensitivity or specificity to reach.
+
+    Returns:
+        The threshold, taken from the scores of `sklearn.metrics.roc_curve` / `precision_recall_curve`.
+    """
+    if method in ("youden", "balanced_accuracy", "sensitivity", "specificity"):
+        fpr, tpr, thr = roc_curve(y_true, y_prob, drop_intermediate=False)
+        if method in ("youden", "balanced_accuracy"):
+            idx = 1 + int(np.argmax((tpr - fpr)[1:]))  # index 0 is the "+inf" threshold (nobody positive)
+        elif method == "sensitivity":
+            idx = max(1, int(np.argmax(tpr >= target - 1e-12)))
+        else:
+            ok = np.flatnonzero(1.0 - fpr >= target - 1e-12)
+            idx = int(ok[-1])
+            if idx == 0:
+                return float(np.nextafter(thr[1], np.inf))  # only "nobody positive" reaches the specificity
+        return float(thr[idx])
+    if method == "f1":
+        precision, recall, thr = precision_recall_curve(y_true, y_prob)
+        p, r = precision[:-1], recall[:-1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
+        return float(thr[int(np.argmax(f1))])
+    raise ValueError(f"Unknown threshold method {method!r}.")
+
+
+def _confusion_metrics(y, p, threshold):
+    """Sensitivity, specificity, PPV, NPV and F1 at `p >= threshold`; NaN where a denominator is zero."""
+    out = dict(sensitivity=np.nan, specificity=np.nan, ppv=np.nan, npv=np.nan, f1=np.nan)
+    if not np.isfinite(threshold) or len(y) == 0:
+        return out
+    pred = p >= threshold
+    pos = y == 1
+    tp = float(np.sum(pred & pos))
+    fp = float(np.sum(pred & ~pos))
+    fn = float(np.sum(~pred & pos))
+    tn = float(np.sum(~pred & ~pos))
+
+    def ratio(a, b):
+        return a / b if b > 0 else np.nan
+
+    out.update(
+        sensitivity=ratio(tp, tp + fn),
+        specificity=ratio(tn, tn + fp),
+        ppv=ratio(tp, tp + fp),
+        npv=ratio(tn, tn + fn),
+        f1=ratio(2 * tp, 2 * tp + fp + fn) if tp + fn > 0 else np.nan,
+    )
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- core
+def _per_condition(y_true, y_prob, mask, label_space, spec, n_bootstrap, seed, groups, ci_level, n_bins, n_jobs,
+                   fixed_thresholds=None):
+    """Per-condition table, reliability bins and the bootstrap replicates (B, K) for the given rows."""
+    K = y_true.shape[1]
+    name, target, spec_thresholds = spec
+    thresholds = fixed_thresholds if fixed_thresholds is not None else spec_thresholds
+    rows, calib = [], []
+    y_bool = y_true == 1
+    n_pos_all = np.sum(mask & y_bool, axis=0)
+    n_neg_all = np.sum(mask & ~y_bool, axis=0)
+    defined = (n_pos_all > 0) & (n_neg_all > 0)
+    for k, cond in enumerate(label_space):
+        m = mask[:, k]
+        y, p = y_bool[m, k].astype(np.int64), y_prob[m, k]
+        n_pos, n_neg = int(n_pos_all[k]), int(n_neg_all[k])
+        row = dict(
+            id=cond.id, name=cond.name, code_system=cond.code_system, code=cond.code, n=n_pos + n_neg,
+            n_pos=n_pos, n_neg=n_neg, prevalence=(n_pos / (n_pos + n_neg)) if n_pos + n_neg else np.nan,
+            defined=bool(defined[k]),
+            undefined_reason=("" if defined[k] else "no labelled samples" if n_pos + n_neg == 0
+                              else "no positives" if n_pos == 0 else "no negatives"),
+            auroc=np.nan, auroc_ci_low=np.nan, auroc_ci_high=np.nan,
+            auprc=np.nan, auprc_ci_low=np.nan, auprc_ci_high=np.nan,
+        )
+        if defined[k]:
+            row["auroc"] = float(roc_auc_score(y, p))
+            row["auprc"] = float(average_precision_score(y, p))
+        if thresholds is not None:
+            thr = float(thresholds[k])
+        elif defined[k]:
+            thr = select_threshold(y, p, method=name, target=target)
+        else:
+            thr = np.nan
+        row["threshold"] = thr
+        row.update(_confusion_metrics(y, p, thr))
+        row["brier"] = float(np.mean((p - y) ** 2)) if len(y) else np.nan
+        row["ece"] = expected_calibration_error(y, p, n_bins) if len(y) else np.nan
+        rows.append(row)
+        if len(y):
+            bins = reliability_bins(y, p, n_bins)
+            bins.insert(0, "id", cond.id)
+            calib.append(bins)
+    table = pd.DataFrame(rows)
+    boot_auc = boot_ap = None
+    if n_bootstrap > 0 and defined.any():
+        cols = np.flatnonzero(defined)
+        a, ap, _ = bootstrap_auroc_auprc(
+            y_bool[:, cols], y_prob[:, cols], label_mask=mask[:, cols], n_bootstrap=n_bootstrap, seed=seed,
+            groups=groups, n_jobs=n_jobs,
+        )
+        boot_auc = np.full((n_bootstrap, K), np.nan)
+        boot_ap = np.full((n_bootstrap, K), np.nan)
+        boot_auc[:, cols], boot_ap[:, cols] = a, ap
+        lo, hi, _ = percentile_interval(boot_auc, ci_level)
+        table["auroc_ci_low"], table["auroc_ci_high"] = lo, hi
+        lo, hi, _ = percentile_interval(boot_ap, ci_level)
+        table["auprc_ci_low"], table["auprc_ci_high"] = lo, hi
+    calibration = pd.concat(calib, ignore_index=True) if calib else pd.DataFrame()
+    return table, calibration, boot_auc, boot_ap
+
+
+def _summary(table, boot_auc, boot_ap, y_true, y_prob, mask, ci_level):
+    d = table[table["defined"]]
+    s = dict(
+        n_conditions=int(len(table)),
+        n_defined=int(len(d)),
+        n_undefined=int(len(table) - len(d)),
+        macro_auroc=float(d["auroc"].mean()) if len(d) else np.nan,
+        macro_auprc=float(d["auprc"].mean()) if len(d) else np.nan,
+        macro_ece=float(table["ece"].mean()) if table["ece"].notna().any() else np.nan,
+    )
+    for key, boot in (("macro_auroc", boot_auc), ("macro_auprc", boot_ap)):
+        lo = hi = np.nan
+        if boot is not None and len(d):
+            with np.errstate(all="ignore"):
+                per_resample = np.nanmean(boot[:, table["defined"].to_numpy()], axis=1)
+            lo, hi, _ = percentile_interval(per_resample[:, None], ci_level)
+            lo, hi = float(lo[0]), float(hi[0])
+        s[f"{key}_ci_low"], s[f"{key}_ci_high"] = lo, hi
+    y_flat, p_flat = y_true[mask], y_prob[mask]
+    both = y_flat.size and 0 < y_flat.sum() < y_flat.size
+    s["micro_auroc"] = float(roc_auc_score(y_flat, p_flat)) if both else np.nan
+    s["micro_auprc"] = float(average_precision_score(y_flat, p_flat)) if both else np.nan
+    for c in AUROC_CUTOFFS:
+        s[f"n_auroc_gt_{c}"] = int(np.sum(d["auroc"] > c))
+        s[f"n_auroc_ci_low_gt_{c}"] = int(np.sum(d["auroc_ci_low"] > c))
+    return s
+
+
+def age_bands(ages, edges=(40, 60, 80)) -> pd.Categorical:
+    """Age bands for subgroup analysis: `"<40"`, `"40-59"`, `"60-79"`, `">=80"` for the default edges.
+
+    Args:
+        ages (array `(n,)`): ages in years; `NaN` gives a missing value (left out of the breakdown).
+        edges (sequence of `int`): increasing band boundaries.
+
+    Returns:
+        An ordered `pandas.Categorical`, so that reports list the bands in age order.
+    """
+    ages = np.asarray(ages, dtype=np.float64).reshape(-1)
+    edges = [int(e) for e in edges]
+    if any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+        raise ValueError(f"Age band edges must increase, got {edges}.")
+    names = [f"<{edges[0]}"] + [f"{a}-{b - 1}" for a, b in zip(edges[:-1], edges[1:])] + [f">={edges[-1]}"]
+    codes = np.searchsorted(np.asarray(edges, dtype=np.float64), ages, side="right")
+    codes = np.where(np.isfinite(ages), codes, -1)
+    return pd.Categorical.from_codes(codes, categories=names, ordered=True)
+
+
+def _subgroup_columns(subgroups, n):
+    """{variable: (values as an object array, ordered levels)}."""
+    if subgroups is None:
+        return {}
+    if isinstance(subgroups, pd.DataFrame):
+        subgroups = {c: subgroups[c] for c in subgroups.columns}
+    out = {}
+    for key, values in dict(subgroups).items():
+        categories = None
+        if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.array
+        if isinstance(values, pd.Categorical):
+            categories = [c for c in values.categories if (values == c).any()]
+        values = np.asarray(values, dtype=object).reshape(-1)
+        if values.shape != (n,):
+            raise ValueError(f"Subgroup {key!r} has {values.shape[0]} values for {n} samples.")
+        if categories is None:
+            categories = sorted({v for v in values if not _is_missing(v)}, key=lambda v: (str(type(v)), v))
+        out[str(key)] = (values, categories)
+    return out
+
+
+def _is_missing(v):
+    return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and v.strip() == "")
+
+
+def evaluate_diagnosis(
+    y_true,
+    y_prob,
+    label_space=None,
+    label_mask=None,
+    patient_ids=None,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    threshold_method="youden",
+    subgroups=None,
+    ci_level: float = 0.95,
+    n_bins: int = 10,
+    subgroup_n_bootstrap: int | None = None,
+    n_jobs: int = 1,
+) -> DiagnosisReport:
+    """Evaluate multi-label diagnosis probabilities against labels.
+
+    Args:
+        y_true (array `(N, K)`): 1 = condition present, 0 = absent; `NaN` or a negative value (e.g. `-100`) marks a
+            missing label, excluded like a `False` in `label_mask`.
+        y_prob (array `(N, K)`): predicted probabilities in [0, 1] (apply a sigmoid to logits). `NaN` is an error
+            unless the entry is excluded by `label_mask`.
+        label_space (`LabelSpace`, list of names or `None`): the K conditions, in column order; `None` gives
+            `LABEL_0 ... LABEL_{K-1}`.
+        label_mask (bool array `(N, K)`, *optional*): which entries are evaluated (e.g. conditions not recorded at a
+            site).
+        patient_ids (array `(N,)`, *optional*): patient of each row; the bootstrap then resamples patients (all
+            ECGs of a drawn patient together), as rows of one patient are not independent.
+        n_bootstrap (`int`, *optional*, defaults to 1000): bootstrap resamples for the CIs; 0 disables them.
+        seed (`int`, *optional*, defaults to 0): seed of the resamples (results are reproducible).
+        threshold_method (*optional*, defaults to `"youden"`): how each condition's operating threshold is chosen:
+            `"youden"`, `"balanced_accuracy"` (same point as Youden's), `"f1"`, `("sensitivity", 0.9)`,
+            `("specificity", 0.95)` (all chosen on THIS data, so optimistic), `"label_space"` (the thresholds stored
+            in the label space, 0.5 where unset), a float, or K thresholds chosen elsewhere (e.g. on validation data).
+        subgroups (mapping or `DataFrame`, *optional*): subgroup variables, e.g. `{"sex": sex, "age_band":
+            age_bands(age), "site": site}` (one value per row; `None`/`NaN` rows are left out of that variable).
+            Each level gets the per-condition metrics at the overall thresholds.
+        ci_level (`float`, *optional*, defaults to 0.95): confidence level of the percentile intervals.
+        n_bins (`int`, *optional*, defaults to 10): bins of the reliability diagram and ECE.
+        subgroup_n_bootstrap (`int`, *optional*): resamples for subgroup CIs (defaults to `n_bootstrap`).
+        n_jobs (`int`, *optional*, defaults to 1): threads for the bootstrap (`-1` = all cores).
+
+    Returns:
+        `DiagnosisReport` with `.table` (one row per condition), `.summary`, `.calibration`, `.subgroups`,
+        `.subgroup_summary` and `.to_markdown()`, `.to_csv()`, `.plot()`, `.plot_calibration()`.
+    """
+    y_true, y_prob, mask = _check_arrays(y_true, y_prob, label_mask)
+    N, K = y_true.shape
+    label_space = _resolve_label_space(label_space, K)
+    if patient_ids is not None:
+        patient_ids = np.asarray(patient_ids).reshape(-1)
+        if patient_ids.shape != (N,):
+            raise ValueError(f"patient_ids has {patient_ids.shape[0]} entries for {N} samples.")
+    if not 0.0 < ci_level < 1.0:
+        raise ValueError(f"ci_level must lie in (0, 1), got {ci_level}.")
+    n_bootstrap = int(n_bootstrap)
+    if n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}.")
+    spec = _threshold_spec(threshold_method, label_space, K)
+
+    table, calibration, boot_auc, boot_ap = _per_condition(
+        y_true, y_prob, mask, label_space, spec, n_bootstrap, seed, patient_ids, ci_level, n_bins, n_jobs
+    )
+    summary = dict(
+        n_samples=int(N),
+        n_patients=int(len(np.unique(patient_ids))) if patient_ids is not None else int(N),
+        **_summary(table, boot_auc, boot_ap, y_true, y_prob, mask, ci_level),
+    )
+    settings = dict(
+        n_bootstrap=n_bootstrap, seed=int(seed), ci_level=float(ci_level), ci_method="percentile bootstrap",
+        resampling_unit="patient" if patient_ids is not None else "sample",
+        threshold_method=spec[0] if spec[1] is None else f"{spec[0]}>={spec[1]:g}", n_bins=int(n_bins),
+    )
+
+    sub_rows, sub_summary = [], []
+    sub_b = n_bootstrap if subgroup_n_bootstrap is None else int(subgroup_n_bootstrap)
+    thresholds = table["threshold"].to_numpy(dtype=np.float64)
+    for var, (values, levels) in _subgroup_columns(subgroups, N).items():
+        for level in levels:
+            rows = np.array([not _is_missing(v) and v == level for v in values])
+            groups = patient_ids[rows] if patient_ids is not None else None
+            sub_table, _, sb_auc, sb_ap = _per_condition(
+                y_true[rows], y_prob[rows], mask[rows], label_space, spec, sub_b, seed, groups, ci_level, n_bins,
+                n_jobs, fixed_thresholds=thresholds,
+            )
+            sub_table.insert(0, "level", str(level))
+            sub_table.insert(0, "variable", var)
+            sub_rows.append(sub_table)
+            s = _summary(sub_table, sb_auc, sb_ap, y_true[rows], y_prob[rows], mask[rows], ci_level)
+            sub_summary.append(dict(variable=var, level=str(level), n_samples=int(rows.sum()), **s))
+    subgroup_table = pd.concat(sub_rows, ignore_index=True) if sub_rows else None
+    subgroup_summary = pd.DataFrame(sub_summary) if sub_summary else None
+
+    return DiagnosisReport(
+        table=table,
+        summary=summary,
+        calibration=calibration,
+        subgroups=subgroup_table,
+        subgroup_summary=subgroup_summary,
+        settings=settings,
+        label_space=label_space,
+        bootstrap_auroc=boot_auc,
+        bootstrap_auprc=boot_ap,
+    )
