@@ -1,0 +1,224 @@
+"""Run a model over a dataset split and evaluate it with `anyecg_hf.evaluation` (used by the recipes' periodic
+evaluation and by `anyecg evaluate`).
+
+The model's conditions are matched to the dataset's by id, then by (code system, code), then by name; model
+conditions absent from the dataset are reported as undefined (their labels are masked), never scored against zeros.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..modeling.label_space import LabelSpace
+
+logger = logging.getLogger(__name__)
+
+MODEL_INPUTS = ("input_values", "lead_mask", "sample_mask")
+TARGET_KEYS = ("labels", "label_mask", "event_times", "events", "at_risk_mask", "regression_targets", "regression_mask")
+
+
+def align_label_space(model_space: LabelSpace | None, data_space: LabelSpace | None) -> np.ndarray | None:
+    """For each model condition, the dataset column holding it (-1 when the dataset lacks it).
+
+    Matching: same id, else same code system and code, else same name (case-insensitive).
+    """
+    if model_space is None or data_space is None:
+        return None
+    by_id = {c.id: j for j, c in enumerate(data_space)}
+    by_code = {(c.code_system, c.code): j for j, c in enumerate(data_space) if c.code}
+    by_name = {c.name.casefold(): j for j, c in enumerate(data_space)}
+    out = np.full(len(model_space), -1, np.int64)
+    for i, c in enumerate(model_space):
+        j = by_id.get(c.id)
+        if j is None and c.code:
+            j = by_code.get((c.code_system, c.code))
+        if j is None:
+            j = by_name.get(c.name.casefold())
+        out[i] = -1 if j is None else j
+    return out
+
+
+def remap_columns(values: np.ndarray | None, mask: np.ndarray | None, index: np.ndarray, fill=0.0):
+    """Reorder dataset target columns to the model's conditions (`align_label_space`); absent ones are masked."""
+    if values is None or index is None:
+        return None, None
+    n = values.shape[0]
+    out = np.full((n, len(index)) + values.shape[2:], fill, dtype=np.float64)
+    out_mask = np.zeros((n, len(index)), bool)
+    ok = index >= 0
+    out[:, ok] = values[:, index[ok]]
+    out_mask[:, ok] = True if mask is None else mask[:, index[ok]]
+    return out, out_mask
+
+
+def _aggregate(t: torch.Tensor, owners: torch.Tensor, n: int) -> torch.Tensor:
+    """Mean of the window rows of each record."""
+    out = torch.zeros((n,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+    out.index_add_(0, owners, t)
+    counts = torch.bincount(owners, minlength=n).to(t.dtype).clamp(min=1)
+    return out / counts.view(-1, *([1] * (t.dim() - 1)))
+
+
+@torch.no_grad()
+def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool = True, progress: bool = False) -> dict:
+    """Run `model` (eval mode) over `dataloader` (batches from `ECGDataCollator`) and gather, in dataset order:
+
+    `diagnosis_probs` (sigmoid of the diagnosis logits), `risk_scores`, `cumulative_incidence`,
+    `regression_outputs` (whichever the model returns), the targets present in the batches, and `loss` (mean of the
+    batch losses when targets are given). Windows of one record (`window_to_record`, from `window="all"`) are
+    averaged. With an `accelerator`, results are gathered from every process (`gather_for_metrics`).
+    """
+    unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
+    has_classifier = hasattr(unwrapped, "classifier")
+    was_training = model.training
+    model.eval()
+    got: dict[str, list] = {}
+    losses = []
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    try:
+        iterator = dataloader
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(dataloader, desc="evaluating", disable=accelerator is not None and not accelerator.is_local_main_process)
+        for batch in iterator:
+            owners = batch.pop("window_to_record", None)
+            inputs = {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+            targets = {k: batch[k].to(device) for k in TARGET_KEYS if k in batch and isinstance(batch[k], torch.Tensor)}
+            kwargs = dict(inputs)
+            if compute_loss:
+                kwargs.update(_loss_targets(unwrapped, targets))
+            out = model(**kwargs)
+            if compute_loss and getattr(out, "loss", None) is not None:
+                losses.append(out.loss.detach().float().reshape(1))
+            preds = {}
+            if has_classifier:
+                logits = getattr(out, "diagnosis_logits", None)
+                logits = out.logits if logits is None else logits
+                preds["diagnosis_probs"] = torch.sigmoid(logits.float())
+            for key in ("risk_scores", "cumulative_incidence", "regression_outputs"):
+                value = getattr(out, key, None)
+                if value is not None:
+                    preds[key] = value.float()
+            if owners is not None:
+                owners = owners.to(device)
+                n = int(owners.max()) + 1
+                preds = {k: _aggregate(v, owners, n) for k, v in preds.items()}
+                first = torch.full((n,), -1, dtype=torch.long, device=device)
+                first.scatter_reduce_(0, owners, torch.arange(len(owners), device=device), reduce="amin", include_self=False)
+                targets = {k: v[first] for k, v in targets.items()}
+            row = {**preds, **{f"target_{k}": v.float() for k, v in targets.items()}}
+            if accelerator is not None:
+                row = accelerator.gather_for_metrics(row)
+            for k, v in row.items():
+                got.setdefault(k, []).append(v.cpu().numpy())
+    finally:
+        model.train(was_training)
+    result = {k.removeprefix("target_"): np.concatenate(v) for k, v in got.items()}
+    for k in ("label_mask", "at_risk_mask", "regression_mask"):
+        if k in result:
+            result[k] = result[k] > 0.5
+    if losses:
+        loss = torch.cat(losses).mean()
+        if accelerator is not None:
+            loss = accelerator.reduce(loss.to(device), reduction="mean")
+        result["loss"] = float(loss)
+    return result
+
+
+def _loss_targets(model, targets: dict) -> dict:
+    """The targets this model's forward takes (a risk-only model gets no diagnosis labels, ...)."""
+    keep = {}
+    if hasattr(model, "classifier") and "labels" in targets:
+        keep["labels"], keep["label_mask"] = targets["labels"], targets.get("label_mask")
+    if getattr(model, "risk_head", None) is not None and "event_times" in targets:
+        keep.update(event_times=targets["event_times"], events=targets["events"], at_risk_mask=targets.get("at_risk_mask"))
+    if getattr(model, "regression_head", None) is not None and "regression_targets" in targets:
+        keep.update(regression_targets=targets["regression_targets"], regression_mask=targets.get("regression_mask"))
+    return {k: v for k, v in keep.items() if v is not None}
+
+
+@dataclass
+class EvaluationResult:
+    """Metrics (flat dict of floats, for logging and checkpoint selection) and the evaluation module's reports."""
+
+    metrics: dict = field(default_factory=dict)
+    diagnosis_report: object = None
+    risk_report: object = None
+    regression_table: object = None
+
+
+def evaluate_predictions(preds: dict, config, data_label_space=None, data_risk_label_space=None, data_regression_names=None,
+                         patient_ids=None, n_bootstrap: int = 0, seed: int = 0, subgroups=None) -> EvaluationResult:
+    """Evaluate gathered predictions (`collect_predictions`) against the dataset's targets.
+
+    Args:
+        preds (`dict`): output of `collect_predictions`.
+        config (`AnyECGConfig`): the model's config (its label spaces, horizons and regression names).
+        data_label_space, data_risk_label_space, data_regression_names: what the dataset's target columns follow
+            (`get_label_space(ds)`, ...); `None` takes the model's.
+        patient_ids (*optional*): one per row, for patient-level bootstrap resampling.
+        n_bootstrap (`int`): bootstrap resamples of the CIs (0 = point estimates only, for periodic evaluation).
+        subgroups (*optional*): passed to `evaluate_diagnosis` (e.g. `{"sex": [...]}`).
+
+    Returns:
+        `EvaluationResult` with metrics `eval_loss`, `macro_auroc`, `macro_auprc`, `micro_auroc`, `mean_harrell_c`,
+        `mean_uno_c`, `regression_mae` (those that apply).
+    """
+    from ..evaluation import evaluate_diagnosis, evaluate_risk
+
+    res = EvaluationResult()
+    if "loss" in preds:
+        res.metrics["eval_loss"] = preds["loss"]
+    if "diagnosis_probs" in preds and "labels" in preds:
+        space = config.label_space
+        index = align_label_space(space, data_label_space or space)
+        y, m = remap_columns(preds["labels"], preds.get("label_mask"), index)
+        missing = [c.id for c, j in zip(space, index) if j < 0]
+        if missing:
+            logger.warning("%d model condition(s) are not in the dataset and are reported as undefined: %s",
+                           len(missing), ", ".join(missing[:10]))
+        res.diagnosis_report = evaluate_diagnosis(y, preds["diagnosis_probs"], space, label_mask=m, patient_ids=patient_ids,
+                                                  n_bootstrap=n_bootstrap, seed=seed, subgroups=subgroups)
+        s = res.diagnosis_report.summary
+        res.metrics.update({k: float(s[k]) for k in ("macro_auroc", "macro_auprc", "micro_auroc") if k in s})
+    risk_space = getattr(config, "risk_label_space", None)
+    if "risk_scores" in preds and "event_times" in preds and risk_space is not None:
+        index = align_label_space(risk_space, data_risk_label_space or risk_space)
+        t, m = remap_columns(preds["event_times"], preds.get("at_risk_mask"), index, fill=np.nan)
+        e, _ = remap_columns(preds["events"], None, index)
+        m = m & np.isfinite(t) & (np.nan_to_num(t, nan=0.0) > 0)  # evaluation needs follow-up > 0
+        t = np.where(m, t, 1.0)
+        res.risk_report = evaluate_risk(t, e, preds["risk_scores"], preds.get("cumulative_incidence"),
+                                        horizons=list(config.risk_horizons), label_space=risk_space, at_risk_mask=m,
+                                        n_bootstrap=n_bootstrap, seed=seed, patient_ids=patient_ids)
+        s = res.risk_report.summary
+        res.metrics.update({k: float(s[k]) for k in ("mean_harrell_c", "mean_uno_c") if k in s})
+    names = getattr(config, "regression_names", None)
+    if "regression_outputs" in preds and "regression_targets" in preds and names:
+        import pandas as pd
+
+        data_names = list(data_regression_names or names)
+        rows = []
+        errs = []
+        for k, name in enumerate(names):
+            if name not in data_names:
+                continue
+            j = data_names.index(name)
+            y = preds["regression_targets"][:, j]
+            known = preds["regression_mask"][:, j] if "regression_mask" in preds else np.isfinite(y)
+            p = preds["regression_outputs"][:, k]
+            err = np.abs(p[known] - y[known])
+            r = float(np.corrcoef(p[known], y[known])[0, 1]) if known.sum() > 2 and np.std(y[known]) > 0 and np.std(p[known]) > 0 else float("nan")
+            rows.append({"name": name, "n": int(known.sum()), "mae": float(err.mean()) if err.size else float("nan"),
+                         "rmse": float(np.sqrt((err**2).mean())) if err.size else float("nan"), "pearson_r": r})
+            if err.size:
+                errs.append(float(err.mean()))
+        res.regression_table = pd.DataFrame(rows)
+        if errs:
+            res.metrics["regression_mae"] = float(np.mean(errs))
+    return res
