@@ -59,7 +59,8 @@ def notch_filter_sos(freq: float, q: float, fs: float) -> tuple[np.ndarray, int]
     """
     if not 0 < freq < fs / 2:
         raise ValueError(f"notch frequency {freq} Hz must lie in (0, fs/2 = {fs / 2}) Hz")
-    return _design("notch", float(freq), float(q), 2, float(fs))
+    sos, padlen = _design("notch", float(freq), float(q), 2, float(fs))
+    return sos.copy(), padlen
 
 
 def bandpass_sos(low: float | None, high: float | None, order: int, fs: float) -> tuple[np.ndarray, int] | None:
@@ -72,10 +73,12 @@ def bandpass_sos(low: float | None, high: float | None, order: int, fs: float) -
     if low is not None and not 0 < low < (high if high is not None else fs / 2):
         raise ValueError(f"band-pass low edge {low} Hz must be positive and below the high edge")
     if low is None:
-        return _design("lowpass", float(high), None, int(order), float(fs))
-    if high is None:
-        return _design("highpass", float(low), None, int(order), float(fs))
-    return _design("bandpass", float(low), float(high), int(order), float(fs))
+        sos, padlen = _design("lowpass", float(high), None, int(order), float(fs))
+    elif high is None:
+        sos, padlen = _design("highpass", float(low), None, int(order), float(fs))
+    else:
+        sos, padlen = _design("bandpass", float(low), float(high), int(order), float(fs))
+    return sos.copy(), padlen
 
 
 # --------------------------------------------------------------------------------------------- zero-phase IIR
@@ -150,11 +153,11 @@ def running_median(x: np.ndarray, kernel_size: int, backend: str = "auto") -> np
 
 
 # --------------------------------------------------------------------------------------------- resampling
-def rational_ratio(fs_in: float, fs_out: float, max_denominator: int = 1000) -> tuple[int, int]:
+def rational_ratio(fs_in: float, fs_out: float, max_denominator: int = 10000) -> tuple[int, int]:
     """`(up, down)` with `up / down = fs_out / fs_in`, e.g. (500, 257) for 257 Hz -> 500 Hz, (1, 2) for 1000 -> 500.
 
-    Non-integer rates are approximated with denominators up to `max_denominator` (a relative rate error below
-    ~1e-6, far under any ECG clock's tolerance).
+    Non-integer rates are approximated with denominators up to `max_denominator` (499.7 Hz -> 5000/4997 exactly;
+    otherwise a relative rate error below ~1e-8, far under any ECG clock's tolerance).
     """
     ratio = Fraction(fs_out).limit_denominator(10**6) / Fraction(fs_in).limit_denominator(10**6)
     ratio = ratio.limit_denominator(max_denominator)
