@@ -143,7 +143,7 @@ class DiagnosisReport:
         level = int(round(100 * st.get("ci_level", 0.95)))
         ci = (
             f"{level}% {st.get('ci_method', 'bootstrap')} CIs from {st['n_bootstrap']} resamples of "
-            f"{st.get('resampling_unit', 'sample')}s (seed {st.get('seed')})"
+            f"{st.get('resampling_unit', 'ECG')}s (seed {st.get('seed')})"
             if st.get("n_bootstrap")
             else "no confidence intervals (n_bootstrap=0)"
         )
