@@ -74,6 +74,17 @@ def test_edf_round_trip(cinc, tmp_path):
         assert err <= 0.5 * step + 1e-6, (sig.label, err, step)
 
 
+def test_bdf_24_bit(cinc, tmp_path):
+    edfio = pytest.importorskip("edfio")
+    sigs = [edfio.BdfSignal(row.astype(np.float64), 500, label=name, physical_dimension="mV",
+                            physical_range=(-20, 20)) for name, row in zip(cinc.lead_names, cinc.signal)]
+    path = tmp_path / "r.bdf"
+    edfio.Bdf(sigs, data_record_duration=1).write(path)
+    back = read_ecg(path)
+    assert back.metadata["format"] == "edf" and back.lead_names == cinc.lead_names
+    assert np.abs(back.signal - cinc.signal).max() <= 40 / (2**24 - 1) / 2 + 1e-6  # half a 24-bit step
+
+
 def test_edf_channel_selection(cinc, tmp_path):
     edfio = pytest.importorskip("edfio")
     sigs = [

@@ -18,6 +18,7 @@ EXTENSIONS = {
     ".dicom": "dicom",
     ".scp": "scp",
     ".edf": "edf",
+    ".bdf": "edf",
     ".csv": "csv",
     ".tsv": "csv",
     ".npy": "npy",
@@ -36,8 +37,8 @@ _XML_SKIP = re.compile(r"\s*(<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^\[>]*(\[.*?\])?\s*>
 _XML_TAG = re.compile(r"\s*<([A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)")
 
 
-def _decode_head(head: bytes) -> str | None:
-    """Text of the first bytes of a file (UTF-8/Latin-1, or UTF-16 with or without BOM); `None` if binary."""
+def _decode_head(head: bytes) -> str:
+    """Text of the first bytes of a file (UTF-16 with or without BOM, else Latin-1, which never fails)."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return head[2:].decode("utf-16-le" if head[:2] == b"\xff\xfe" else "utf-16-be", errors="ignore")
     if len(head) >= 4 and head[0] == 0 and head[1] != 0 and head[2] == 0:
@@ -52,8 +53,6 @@ def _decode_head(head: bytes) -> str | None:
 def xml_root_tag(head: bytes) -> str | None:
     """Local name of the root element of an XML document from its first bytes, `None` if not XML."""
     text = _decode_head(head)
-    if text is None:
-        return None
     pos = 0
     while True:
         m = _XML_SKIP.match(text, pos)
@@ -97,8 +96,8 @@ def sniff_format(head: bytes) -> str | None:
         return "npy"
     if _is_edf(head):
         return "edf"
-    if head.startswith(b"\xffBIOSEMI"):
-        raise ECGReadError("<bytes>", "BDF (24-bit BioSemi) files are not supported; convert to EDF")
+    if head.startswith(b"\xffBIOSEMI"):  # BDF: EDF with 24-bit samples, read by the same reader
+        return "edf"
     if _is_scp(head):
         return "scp"
     stripped = head.lstrip(b"\xef\xbb\xbf\xff\xfe \t\r\n\x00")

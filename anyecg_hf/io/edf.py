@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..leads import canonical_lead_name
 from . import _ecgdatakit
 from .record import (
     DEFAULT_MAX_BYTES,
@@ -96,7 +97,7 @@ def read_edf(path, *, lead_names=None, units=None, allow_truncated: bool = False
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            edf = (edfio.read_bdf if bdf else edfio.read_edf)(path, lazy_load_data=False)
+            edf = edfio.read_bdf(path) if bdf else edfio.read_edf(path, lazy_load_data=False)
             signals = list(edf.signals)
             is_continuous = getattr(edf, "is_continuous", True)
             data = [np.asarray(s.data, dtype=np.float64) for s in signals]
@@ -128,8 +129,6 @@ def read_edf(path, *, lead_names=None, units=None, allow_truncated: bool = False
     for i, label, factor in keep:
         fs = float(signals[i].sampling_frequency)
         try:
-            from ..leads import canonical_lead_name
-
             canonical_lead_name(label.lstrip("-"))
         except ValueError:
             dropped.append(signals[i].label)

@@ -77,7 +77,9 @@ def read_hl7_aecg(path, *, series: int = 0, max_bytes=DEFAULT_MAX_XML_BYTES,
         series (`int`, defaults to 0): which rhythm `<series>` to read when the file holds several.
         max_bytes, max_samples: size limits (see `read_ecg`).
 
-    Only the first `<sequenceSet>` of the series is read (the number found is in `metadata["sequence_sets"]`).
+    The first `<sequenceSet>` is read, plus any later set that holds other leads over the same samples (leads
+    recorded in groups); sets repeating leads (later segments) are not read. `metadata["sequence_sets"]` and
+    `metadata["sequence_sets_read"]` give the counts.
     """
     path = Path(path)
     root = parse_xml(path, FORMAT, max_bytes)
@@ -94,9 +96,35 @@ def read_hl7_aecg(path, *, series: int = 0, max_bytes=DEFAULT_MAX_XML_BYTES,
     if not sets:
         raise ECGReadError(path, "the rhythm series has no <sequenceSet>", FORMAT)
 
+    fs, names, rows = _decode_set(sets[0], path, max_samples)
+    merged = 1
+    # leads recorded in groups (e.g. 3 x 4 leads) come as several sets over the same time span: merge those whose
+    # leads are new and whose rate and length match; a set repeating leads is a later segment and is not read
+    for other in sets[1:]:
+        codes = {_code(seq) for seq in other.findall("component/sequence")}
+        if codes & set(names):
+            continue
+        fs2, names2, rows2 = _decode_set(other, path, max_samples - sum(r.size for r in rows))
+        if fs2 != fs or {r.size for r in rows2} != {rows[0].size}:
+            continue
+        names, rows, merged = names + names2, rows + rows2, merged + 1
+    lengths = {r.size for r in rows}
+    if len(lengths) != 1:
+        raise ECGReadError(path, f"leads have different lengths {sorted(lengths)}", FORMAT)
+    signal, names, dropped = canonicalize_leads(np.stack(rows), names, path, FORMAT)
+
+    meta = _metadata(root, chosen)
+    meta["sequence_sets"] = len(sets)
+    meta["sequence_sets_read"] = merged
+    meta["dropped_channels"] = dropped
+    return ECGRecord(signal=signal, sampling_rate=fs, lead_names=names, metadata=meta, source=str(path))
+
+
+def _decode_set(sequence_set, path: Path, max_samples: int):
+    """`(rate, lead codes, rows in mV)` of one `<sequenceSet>`."""
     fs = None
     names, rows, total = [], [], 0
-    for seq in sets[0].findall("component/sequence"):
+    for seq in sequence_set.findall("component/sequence"):
         code = _code(seq)
         value = seq.find("value")
         if code.upper().startswith("TIME_"):
@@ -136,15 +164,7 @@ def read_hl7_aecg(path, *, series: int = 0, max_bytes=DEFAULT_MAX_XML_BYTES,
         raise ECGReadError(path, "no TIME_ABSOLUTE/TIME_RELATIVE sequence: sampling rate unknown", FORMAT)
     if not rows:
         raise ECGReadError(path, "the sequence set holds no lead", FORMAT)
-    lengths = {r.size for r in rows}
-    if len(lengths) != 1:
-        raise ECGReadError(path, f"leads have different lengths {sorted(lengths)}", FORMAT)
-    signal, names, dropped = canonicalize_leads(np.stack(rows), names, path, FORMAT)
-
-    meta = _metadata(root, chosen)
-    meta["sequence_sets"] = len(sets)
-    meta["dropped_channels"] = dropped
-    return ECGRecord(signal=signal, sampling_rate=fs, lead_names=names, metadata=meta, source=str(path))
+    return fs, names, rows
 
 
 def _is_number(token: str) -> bool:

@@ -119,7 +119,7 @@ def _candidate(path: Path) -> bool:
     suffix = path.suffix.lower()
     if suffix in WFDB_DATA_EXTENSIONS:
         return False
-    if suffix in EXTENSIONS or suffix in (".xml", ".bdf"):
+    if suffix in EXTENSIONS or suffix == ".xml":
         return True
     if suffix == "":
         try:

@@ -70,8 +70,8 @@ def read_csv(path, *, sampling_rate=None, lead_names=None, units=None, delimiter
     Args:
         path: the file.
         sampling_rate (`float`, *optional*): required unless a time column (`time`, `t`, `seconds`, ...) is present.
-        lead_names (`list[str]`, *optional*): lead names of the (non-time) columns; required when there is no
-            header row, overrides the header otherwise.
+        lead_names (`list[str]`, *optional*): lead names of the data columns (not the time/index column);
+            required when there is no header row, overrides the header's names otherwise.
         units (`str`, *optional*, defaults to mV): unit of the values unless a header gives one per column.
         delimiter (`str`, *optional*): field separator; sniffed (`,` `;` tab or space) by default.
         max_bytes, max_samples: size limits (see `read_ecg`).
@@ -127,10 +127,10 @@ def read_csv(path, *, sampling_rate=None, lead_names=None, units=None, delimiter
     col_units = []
     for j, name in enumerate(columns):
         key = name.lower().replace(" ", "")
-        if has_header and key in _TIME_COLUMNS and lead_names is None:
+        if has_header and key in _TIME_COLUMNS:
             rate = _rate_from_times(values[j], path)
             continue
-        if has_header and key in _INDEX_COLUMNS and lead_names is None:
+        if has_header and key in _INDEX_COLUMNS:
             continue
         keep.append(j)
         m = _UNIT_SUFFIX.match(name) if has_header else None
