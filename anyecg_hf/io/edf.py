@@ -161,6 +161,19 @@ def read_edf(path, *, lead_names=None, units=None, allow_truncated: bool = False
     return ECGRecord(signal=signal, sampling_rate=rate, lead_names=names, metadata=meta, source=str(path))
 
 
+def _record_duration(fs: float, n: int) -> float:
+    """A data-record duration that holds a whole number `m` of samples, divides the `n` samples, and fits the
+    8-character header field (1 s for the usual integer rates)."""
+    if float(fs).is_integer() and n % round(fs) == 0:
+        return 1.0
+    divisors = sorted({d for i in range(1, int(n ** 0.5) + 1) if n % i == 0 for d in (i, n // i)}, reverse=True)
+    for m in divisors:
+        text = f"{m / fs:.8g}"
+        if len(text) <= 8 and abs(float(text) * fs - m) < 1e-9 * m:
+            return float(text)
+    raise ValueError(f"EDF cannot store {n} samples at {fs} Hz in whole data records of a representable duration")
+
+
 def write_edf(record: ECGRecord, path) -> Path:
     """Write `record` as EDF+ with one 16-bit signal per lead (labels `"ECG <lead>"`, dimension `mV`).
 
@@ -170,8 +183,7 @@ def write_edf(record: ECGRecord, path) -> Path:
     edfio = _ecgdatakit.require("edfio", "EDF files")
     path = Path(path)
     fs = record.sampling_rate
-    # a data record must hold a whole number of samples: 1 s for integer rates
-    duration = 1.0 if float(fs).is_integer() else 1.0 / fs * max(1, round(fs))
+    duration = _record_duration(fs, record.num_samples)
     signals = []
     for name, row in zip(record.lead_names, record.signal.astype(np.float64)):
         lo, hi = float(np.nanmin(row)), float(np.nanmax(row))
@@ -187,9 +199,6 @@ def write_edf(record: ECGRecord, path) -> Path:
         when = datetime.fromisoformat(str(meta["acquisition_time"]))
         kwargs["recording"] = edfio.Recording(startdate=when.date())
         kwargs["starttime"] = when.time().replace(microsecond=0)
-    n = record.num_samples
-    if n % round(fs * duration):
-        raise ValueError(f"EDF needs whole data records: {n} samples is not a multiple of {round(fs * duration)}")
     edf = edfio.Edf(signals, patient=patient, data_record_duration=duration, **kwargs)
     edf.write(path)
     return path

@@ -283,6 +283,8 @@ def _waveform_xml(kind: str, rec: ECGRecord, stored_leads, units_per_bit: float)
            f"<SampleBase>{int(fs)}</SampleBase><SampleExponent>0</SampleExponent>"
            "<HighPassFilter>16</HighPassFilter><LowPassFilter>150</LowPassFilter><ACFilter>60</ACFilter>"]
     for name in stored_leads:
+        if name not in rec.lead_names:
+            raise ValueError(f"lead {name!r} is not in the record (leads: {rec.lead_names}); set stored_leads=")
         x = rec.lead(name).astype(np.float64)
         counts = np.round(x * 1000.0 / units_per_bit)
         if np.abs(counts).max(initial=0) > 32767 or not np.isfinite(counts).all():

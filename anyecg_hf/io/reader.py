@@ -103,7 +103,7 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
     except RecursionError:
         raise ECGReadError(path, "the file is nested too deeply to parse", fmt) from None
     except MemoryError:
-        raise ECGReadError(path, "not enough memory to decode the file (lower-level size field corrupt?)", fmt) from None
+        raise ECGReadError(path, "not enough memory to decode the file (corrupt size field?)", fmt) from None
     except Exception as err:  # any other failure inside a parser means this file cannot be decoded
         raise ECGReadError(path, f"cannot decode the file ({type(err).__name__}: {err})", fmt) from err
     if "sampling_rate" not in params and sampling_rate is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -235,14 +235,6 @@ def age_between(birth: date, when: date) -> int | None:
     return years if 0 <= years <= 150 else None
 
 
-def iso_time(value) -> str | None:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return None
-
-
 def clean_metadata(meta: dict) -> dict:
     """Drop `None`/empty values so `"age" in metadata` means the file states it."""
     return {k: v for k, v in meta.items() if v is not None and v != "" and v != [] and v != {}}
@@ -267,6 +259,8 @@ def finalize(record: ECGRecord, path, fmt: str) -> ECGRecord:
         raise ECGReadError(path, "the signal holds infinite values (overflow)", fmt)
     if not np.isfinite(record.sampling_rate) or record.sampling_rate <= 0:
         raise ECGReadError(path, f"invalid sampling rate {record.sampling_rate}", fmt)
+    # drop float noise from rates computed as samples / duration (500.00000000000006 -> 500.0)
+    record.sampling_rate = float(f"{record.sampling_rate:.12g}")
     sig, names = standard_order(sig, record.lead_names)
     record.signal = np.ascontiguousarray(sig, dtype=np.float32)
     record.lead_names = list(names)
