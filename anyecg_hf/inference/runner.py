@@ -429,6 +429,30 @@ def default_workers(device, local_world_size: int = 1) -> int:
     return max(1, per_process // 4)
 
 
+def _worker_init(_worker_id: int) -> None:
+    # Parallelism comes from the worker processes: one numba thread each (torch already sets 1 thread in workers).
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except Exception:  # noqa: BLE001 -- numba absent or its layer unavailable: the scipy path is used
+        pass
+
+
+def worker_context():
+    """Start method for the reader processes: `fork` (instant) unless this process already ran numba's parallel
+    kernels (e.g. preprocessing in a notebook before the job): numba's OpenMP thread pool does not survive a
+    fork, so then a `forkserver` with the readers' modules preloaded is used."""
+    import multiprocessing as mp
+
+    numba_parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if numba_parallel is None or not getattr(numba_parallel, "_is_initialized", False):
+        return None
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["anyecg_hf.inference.dataset", "anyecg_hf.io", "anyecg_hf.processing"])
+    return ctx
+
+
 def _forward(model, inputs: dict, device, micro_batch: int, task: str, autocast) -> dict:
     import torch
 
@@ -473,6 +497,8 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
         collate_fn=collate_items,
         pin_memory=getattr(device, "type", "cpu") == "cuda",
         prefetch_factor=2 if workers else None,
+        worker_init_fn=_worker_init if workers else None,
+        multiprocessing_context=worker_context() if workers else None,
     )
     writer = store.ShardWriter(settings.parts_dir, ctx.rank, meta, settings.chunk_size, settings.flush_seconds)
     autocast = _autocast_factory(settings.dtype, device)

@@ -1,0 +1,255 @@
+"""The archive-scale engine (`anyecg_hf.inference`): discovery, sharding, atomic shards, windows, and the two
+end-to-end guarantees of issue 10 -- a two-process run gives the same rows as one process, and a job SIGKILLed
+mid-way and resumed gives exactly one row per readable input."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import torch
+
+from anyecg_hf.inference import JobSettings, StringTable, discover_inputs, run_job, shard
+from anyecg_hf.inference import store
+from anyecg_hf.testing import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COPIES = 4  # x 50 CinC records = 200 readable inputs
+CORRUPT = ("c0/A_garbage.hea", "c1/truncated.xml", "c2/nodata.hea")
+
+
+def _env():
+    env = dict(os.environ)
+    env.update(PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from anyecg_hf import AnyECGForDiagnosis
+
+    torch.manual_seed(1)
+    model = AnyECGForDiagnosis(tiny_config())
+    with torch.no_grad():
+        model.classifier.weight.mul_(40.0)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def archive(shared, tmp_path_factory):
+    """COPIES folders of symlinks to the 50 CinC records, plus three inputs that cannot be read."""
+    root = tmp_path_factory.mktemp("archive")
+    src = shared / "data" / "cinc2021"
+    for c in range(COPIES):
+        d = root / f"c{c}"
+        d.mkdir()
+        for f in sorted(src.iterdir()):
+            (d / f.name).symlink_to(f)
+    (root / CORRUPT[0]).write_text("not a header\n")
+    (root / CORRUPT[1]).write_text("<RestingECG><Waveform>")
+    header = (src / "E07500.hea").read_text().replace("E07500", "nodata")
+    (root / CORRUPT[2]).write_text(header)  # a valid header whose .mat is missing
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model, archive, tmp_path_factory):
+    """One uninterrupted single-process run."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    result = run_job(JobSettings(inputs=[str(archive)], out=str(out), model=str(tiny_model), workers=1,
+                                 batch_size=32, quality=False, progress=False, log=open(os.devnull, "w")))
+    assert result.processed == 50 * COPIES and result.failed == len(CORRUPT)
+    return out
+
+
+def _rows(out):
+    df = pd.read_parquet(out)
+    return df.set_index("path").sort_index()
+
+
+# --------------------------------------------------------------------------------------------- units
+def test_discovery_dedupes_wfdb_and_reads_manifests(tmp_path, shared):
+    src = shared / "data" / "cinc2021"
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / ".hidden").mkdir()
+    for name in ("E07500", "E07501"):
+        for ext in (".hea", ".mat"):
+            (d / f"{name}{ext}").symlink_to(src / f"{name}{ext}")
+    (d / "sub" / "x.xml").write_text("<RestingECG/>")
+    (d / "sub" / "README.md").write_text("not an ECG")
+    (d / ".hidden" / "y.xml").write_text("<RestingECG/>")
+    (d / "orphan.dat").write_bytes(b"\0" * 10)
+    expected = [str(d / "E07500.hea"), str(d / "E07501.hea"), str(d / "sub" / "x.xml")]
+    assert discover_inputs([d]) == expected
+    # a .mat named explicitly is its record's .hea; the same input twice is kept once, in argument order
+    assert discover_inputs([d / "E07501.mat", d, d / "E07500.hea"]) == [expected[1], expected[0], expected[2]]
+    assert discover_inputs([d], limit=2) == expected[:2]
+    assert discover_inputs([d], extensions=".xml") == expected[2:]
+    # manifests: paths relative to the manifest's folder, WFDB record ids without extension, CSV or Parquet
+    pd.DataFrame({"record_id": ["E07501", "sub/x.xml", "missing.hea"]}).to_csv(d / "m.csv", index=False)
+    assert discover_inputs(manifest=d / "m.csv") == [expected[1], expected[2], str(d / "missing.hea")]
+    pd.DataFrame({"path": [str(d / "E07500.mat")]}).to_parquet(tmp_path / "m.parquet")
+    assert discover_inputs(manifest=tmp_path / "m.parquet") == [expected[0]]
+    with pytest.raises(ValueError, match="no column"):
+        discover_inputs(manifest=d / "m.csv", manifest_column="nope")
+
+
+def test_shard_is_a_disjoint_balanced_cover():
+    for n, world in [(0, 2), (1, 3), (10, 3), (1001, 8)]:
+        parts = [list(shard(n, r, world)) for r in range(world)]
+        flat = sorted(i for p in parts for i in p)
+        assert flat == list(range(n))
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    with pytest.raises(ValueError):
+        shard(3, 2, 2)
+
+
+def test_string_table_round_trip():
+    strings = ["/a/b.hea", "", "/ü/ñ/ecg 1.xml", "x" * 1000]
+    t = StringTable(strings)
+    assert len(t) == 4 and list(t) == strings and t[2] == strings[2]
+
+
+def test_shard_writer_atomic_chunks_and_done_set(tmp_path):
+    out = str(tmp_path)
+
+    def rows(paths):
+        return pa.table({"input_index": pa.array(range(len(paths)), pa.int64()), "path": paths})
+
+    w = store.ShardWriter(out, rank=1, metadata={"task": "profile"}, chunk_size=3)
+    w.add(rows(["a", "b"]), [])
+    assert store.list_parts(out) == []  # below chunk_size: still in memory
+    w.add(rows(["c"]), [{"input_index": 9, "path": "bad", "record_id": "bad", "error_class": "E", "message": "m"}])
+    assert [os.path.basename(f) for f in store.list_parts(out)] == ["part-r00001-c000000.parquet"]
+    assert len(store.list_error_parts(out)) == 1
+    w.add(rows(["d"]), [])
+    w.flush()
+    # a restarted writer of the same rank continues the numbering instead of overwriting a completed chunk
+    assert store.next_chunk(out, 1) == 2 and store.next_chunk(out, 0) == 0
+    (tmp_path / ".part-r00001-c000002.parquet.tmp-123").write_bytes(b"partial")
+    assert store.clean_temporaries(out) == 1 and not any(n.startswith(".") for n in os.listdir(out))
+    done = store.scan_done(out)
+    assert done["rows"] == 4 and done["errors"] == 1
+    assert np.array_equal(done["hashes"], np.unique(store.path_hashes(["a", "b", "c", "d", "bad"])))
+    meta = json.loads(pa.parquet.read_schema(store.list_parts(out)[0]).metadata[b"anyecg"])
+    assert meta == {"task": "profile"}
+
+
+# --------------------------------------------------------------------------------------------- end to end
+def test_reference_run_has_each_input_once(reference, archive):
+    df = _rows(reference)
+    assert len(df) == 50 * COPIES and df.index.is_unique
+    errors = store.read_errors(str(reference)).to_pandas()
+    assert sorted(errors.path) == sorted(str(archive / c) for c in CORRUPT)
+    assert set(errors.error_class) <= {"ECGReadError", "FileNotFoundError"}
+    manifest = json.loads((reference / "_SUCCESS").read_text())
+    assert manifest["rows"] == 50 * COPIES and manifest["errors"] == len(CORRUPT)
+    assert manifest["inputs"] == 50 * COPIES + len(CORRUPT)
+    # symlinked copies of one record give the same scores
+    a = df.loc[str(archive / "c0" / "E07500.hea"), "probabilities"]
+    b = df.loc[str(archive / "c3" / "E07500.hea"), "probabilities"]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_two_processes_give_the_same_rows(tiny_model, archive, reference, tmp_path):
+    out = tmp_path / "out2"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), "-m", "anyecg_hf.cli", "profile", str(archive),
+           "--model", str(tiny_model), "--out", str(out), "--workers", "1", "--batch-size", "32",
+           "--chunk-size", "40", "--no-quality", "--no-progress"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 processes" in res.stderr
+    parts = [os.path.basename(f) for f in store.list_parts(str(out))]
+    assert any(p.startswith("part-r00000") for p in parts) and any(p.startswith("part-r00001") for p in parts)
+    one, two = _rows(reference), _rows(out)
+    assert two.index.is_unique and list(two.index) == list(one.index)
+    np.testing.assert_allclose(np.stack(two.probabilities), np.stack(one.probabilities), atol=1e-5)
+    assert (two.input_index == one.input_index).all()
+    errors = store.read_errors(str(out)).to_pandas()
+    assert sorted(errors.path) == sorted(str(archive / c) for c in CORRUPT)
+    manifest = json.loads((out / "_SUCCESS").read_text())
+    assert manifest["run"]["processes"] == 2 and manifest["rows"] == 50 * COPIES
+
+
+def test_sigkill_then_resume_gives_exactly_one_row_per_input(tiny_model, archive, reference, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "anyecg_hf.cli", "profile", str(archive), "--model", str(tiny_model),
+           "--out", str(out), "--workers", "1", "--batch-size", "8", "--chunk-size", "16", "--no-quality",
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while len(store.list_parts(str(out))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the job and its reader processes, mid-chunk
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the job ended before it could be killed"
+    before = pd.read_parquet(out) if store.list_parts(str(out)) else pd.DataFrame({"path": []})
+    n_before = len(before) + len(store.read_errors(str(out)))
+    assert 0 < len(before) < 50 * COPIES and not (out / "_SUCCESS").exists()
+
+    result = run_job(JobSettings(inputs=[str(archive)], out=str(out), model=str(tiny_model), workers=1,
+                                 batch_size=32, resume=True, quality=False, progress=False,
+                                 log=open(os.devnull, "w")))
+    assert result.skipped == n_before
+    assert result.processed + result.failed + result.skipped == 50 * COPIES + len(CORRUPT)
+    one, resumed = _rows(reference), _rows(out)
+    assert resumed.index.is_unique and list(resumed.index) == list(one.index)
+    np.testing.assert_allclose(np.stack(resumed.probabilities), np.stack(one.probabilities), atol=1e-5)
+    errors = store.read_errors(str(out)).to_pandas()
+    assert sorted(errors.path) == sorted(str(archive / c) for c in CORRUPT)
+    assert json.loads((out / "_SUCCESS").read_text())["rows"] == 50 * COPIES
+
+
+# Runs after the end-to-end tests on purpose: it preprocesses in this process (numba threads started), after which
+# readers start through a forkserver instead of fork (`worker_context`), which is slower to start.
+def test_long_records_are_windowed_and_averaged(tiny_model, shared, tmp_path):
+    """A 25 s record with a sliding-window extractor: the row is the mean of the per-window probabilities."""
+    import shutil
+
+    from anyecg_hf import AnyECGFeatureExtractor, AnyECGForDiagnosis, read_ecg
+    from anyecg_hf.io import ECGRecord, write_npz
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model, model_dir)
+    fe = AnyECGFeatureExtractor.from_pretrained(model_dir)
+    fe.windowing = "sliding"
+    fe.save_pretrained(model_dir)
+    recs = [read_ecg(shared / "data" / "cinc2021" / f"{n}.hea") for n in ("E07500", "E07501", "E07502")]
+    long = ECGRecord(signal=np.concatenate([r.signal for r in recs], axis=1)[:, :12500],
+                     sampling_rate=500.0, lead_names=recs[0].lead_names)
+    (tmp_path / "in").mkdir()
+    write_npz(long, tmp_path / "in" / "long.npz")
+    for how in ("mean", "max"):
+        out = tmp_path / f"out-{how}"
+        run_job(JobSettings(inputs=[str(tmp_path / "in")], out=str(out), model=str(model_dir), workers=0,
+                            aggregate=how, quality=False, progress=False, log=open(os.devnull, "w")))
+        row = pd.read_parquet(out).iloc[0]
+        x = fe([read_ecg(tmp_path / "in" / "long.npz")], return_tensors="pt")
+        assert x["input_values"].shape[0] == row.n_windows == 3  # 0-10 s, 10-20 s, 15-25 s
+        with torch.no_grad():
+            p = torch.sigmoid(AnyECGForDiagnosis.from_pretrained(model_dir)(input_values=x["input_values"]).logits).numpy()
+        expected = p.mean(axis=0) if how == "mean" else p.max(axis=0)
+        np.testing.assert_allclose(row.probabilities, expected, atol=1e-6)
+        assert not np.allclose(p[0], p[1], atol=1e-3)  # the windows really differ

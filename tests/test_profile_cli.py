@@ -1,0 +1,186 @@
+"""`anyecg profile` / `anyecg embed` from the shell: rows, scores against a manual forward, unreadable files,
+exit codes, the offline default-model message. Main paths run in a subprocess exactly as users run them."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from anyecg_hf.cli import main as cli_main
+from anyecg_hf.testing import tiny_config
+
+N_RECORDS = 5
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env.update(PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""), OMP_NUM_THREADS="1", **extra)
+    return env
+
+
+def _cli(*args, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "anyecg_hf.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env or _env(), timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from anyecg_hf import AnyECGForDiagnosis
+
+    torch.manual_seed(0)
+    model = AnyECGForDiagnosis(tiny_config())
+    with torch.no_grad():
+        model.classifier.weight.mul_(40.0)  # spread the probabilities so that rankings and thresholds matter
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample_dir(shared, tmp_path_factory):
+    """A few CinC records (copied: .hea + .mat) plus a corrupt header and a truncated XML."""
+    d = tmp_path_factory.mktemp("ecgs")
+    names = sorted(p.stem for p in (shared / "data" / "cinc2021").glob("*.hea"))[:N_RECORDS]
+    for n in names:
+        for ext in (".hea", ".mat"):
+            shutil.copy(shared / "data" / "cinc2021" / f"{n}{ext}", d / f"{n}{ext}")
+    (d / "B_corrupt.hea").write_text("this is not a WFDB header\n")
+    (d / "truncated.xml").write_text("<RestingECG><Waveform>")
+    (d / "notes.txt").write_text("not an ECG: ignored by the folder walk")
+    return d, names
+
+
+def _manual_probs(model_dir, paths):
+    """Reference: read_ecg + the model folder's feature extractor + forward, one record at a time."""
+    from anyecg_hf import AnyECGFeatureExtractor, AnyECGForDiagnosis, read_ecg
+
+    fe = AnyECGFeatureExtractor.from_pretrained(model_dir)
+    model = AnyECGForDiagnosis.from_pretrained(model_dir).eval()
+    out = {}
+    with torch.no_grad():
+        for p in paths:
+            x = fe([read_ecg(p)], return_tensors="pt")
+            out[str(p)] = torch.sigmoid(model(input_values=x["input_values"], lead_mask=x["lead_mask"]).logits)[0].numpy()
+    return out, model.config
+
+
+def test_profile_csv_rows_match_manual_forward_and_skip_corrupt(tiny_model, sample_dir, tmp_path):
+    d, names = sample_dir
+    out = tmp_path / "profile.csv"
+    res = _cli("profile", d, "--model", tiny_model, "--out", out, "--top-k", 2, "--workers", 1)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    # the unreadable files are reported at the end, by name
+    assert "2 input(s) could not be read" in res.stderr
+    assert "B_corrupt.hea" in res.stderr and "truncated.xml" in res.stderr
+    assert f"{N_RECORDS} ECGs processed" in res.stderr
+
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 2 * N_RECORDS  # top-2 per record
+    ref, config = _manual_probs(tiny_model, [d / f"{n}.hea" for n in names])
+    labels = config.label_space.names
+    by_record = {}
+    for r in rows:
+        by_record.setdefault(r["path"], []).append(r)
+    assert sorted(by_record) == sorted(ref)
+    for path, rs in by_record.items():
+        probs = ref[path]
+        order = np.argsort(-probs)[:2]
+        assert [r["label"] for r in rs] == [labels[i] for i in order]
+        assert [int(r["rank"]) for r in rs] == [1, 2]
+        np.testing.assert_allclose([float(r["score"]) for r in rs], probs[order], rtol=0, atol=1e-6)
+        assert [r["positive"] == "True" for r in rs] == [bool(probs[i] >= 0.5) for i in order]
+        assert rs[0]["record"] == os.path.basename(path)[:-4]
+    errors = list(csv.DictReader(open(tmp_path / "profile.errors.csv")))
+    assert sorted(os.path.basename(e["path"]) for e in errors) == ["B_corrupt.hea", "truncated.xml"]
+    assert all(e["error_class"] == "ECGReadError" and e["message"] for e in errors)
+    assert not (tmp_path / "profile.csv.parts").exists()  # shards of a single-file output are removed after it
+
+
+def test_nothing_readable_exits_nonzero(tiny_model, tmp_path, capsys):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "a.hea").write_text("garbage\n")
+    (d / "b.xml").write_text("<AnnotatedECG>")
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(tmp_path / "p.csv"),
+                     "--workers", "0", "--no-progress"]) == 1
+    assert "2 input(s) could not be read" in capsys.readouterr().err
+    # usage errors are 2: no such input, an empty folder, a model that cannot be loaded is 3
+    assert cli_main(["profile", str(tmp_path / "missing"), "--model", str(tiny_model)]) == 2
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["profile", str(tmp_path / "empty"), "--model", str(tiny_model), "--out", str(tmp_path / "e.csv")]) == 2
+    assert "no ECG files found" in capsys.readouterr().err
+    assert cli_main(["profile", str(d), "--model", str(tmp_path / "no-such-model"), "--out", str(tmp_path / "m.csv")]) == 3
+
+
+def test_offline_default_model_fails_fast_with_instructions(sample_dir, tmp_path):
+    d, names = sample_dir
+    home = tmp_path / "hf_home"
+    home.mkdir()
+    env = _env(HF_HUB_OFFLINE="1", HF_HOME=str(home), ANYECG_CACHE=str(home / "anyecg"))
+    env.pop("HF_HUB_CACHE", None)
+    res = _cli("profile", d / f"{names[0]}.hea", "--out", tmp_path / "p.csv", env=env, timeout=120)
+    assert res.returncode == 3
+    assert "Traceback" not in res.stderr
+    assert "--model PATH" in res.stderr and "HF_HUB_OFFLINE" in res.stderr and str(home) in res.stderr
+
+
+def test_json_parquet_and_resume_in_process(tiny_model, sample_dir, tmp_path, capsys):
+    d, names = sample_dir
+    # JSON: the same rows as CSV (one per record and condition), all conditions without --top-k
+    out = tmp_path / "p.json"
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(out), "--workers", "0",
+                     "--threshold", "0.3", "--no-progress"]) == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 3 * N_RECORDS and {r["kind"] for r in rows} == {"diagnosis"}
+    assert all(r["positive"] == (r["score"] >= 0.3) and r["threshold"] == 0.3 for r in rows)
+    assert len(json.loads((tmp_path / "p.errors.json").read_text())) == 2
+
+    # Parquet folder: one row per record, probabilities vector + label names in the metadata
+    pq_dir = tmp_path / "parquet"
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(pq_dir), "--workers", "0",
+                     "--limit", "4", "--no-progress"]) == 0
+    df = pd.read_parquet(pq_dir)
+    assert len(df) == 3  # --limit 4 takes the first 4 inputs of the sorted walk: 3 records + B_corrupt.hea
+    manifest = json.loads((pq_dir / "_SUCCESS").read_text())
+    assert manifest["rows"] == 3 and manifest["errors"] == 1 and manifest["inputs"] == 4
+    assert manifest["diagnosis_labels"] == ["AF", "SB", "STACH"]
+    assert manifest["model"] == str(tiny_model) and manifest["model_revision"].startswith("sha256:")
+    ref, _ = _manual_probs(tiny_model, df.path)
+    np.testing.assert_allclose(np.stack(df.probabilities), np.stack([ref[p] for p in df.path]), atol=1e-6)
+    assert set(df.model) == {str(tiny_model)} and json.loads(df.preprocessing[0])["sampling_rate"] == 500
+
+    # an earlier run without --resume/--overwrite is refused; --resume without --limit does only the rest
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(pq_dir)]) == 2
+    capsys.readouterr()
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(pq_dir), "--workers", "0",
+                     "--resume", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"{N_RECORDS - 3} ECGs processed, 4 skipped" in err and "1 failed" in err
+    df = pd.read_parquet(pq_dir)
+    assert len(df) == N_RECORDS and df.path.is_unique
+
+
+def test_embed_is_pooler_output(tiny_model, sample_dir, tmp_path):
+    from anyecg_hf import AnyECGFeatureExtractor, AnyECGForDiagnosis, read_ecg
+
+    d, names = sample_dir
+    out = tmp_path / "emb"
+    assert cli_main(["embed", str(d), "--model", str(tiny_model), "--out", str(out), "--workers", "0",
+                     "--no-progress"]) == 0
+    df = pd.read_parquet(out)
+    fe = AnyECGFeatureExtractor.from_pretrained(tiny_model)
+    model = AnyECGForDiagnosis.from_pretrained(tiny_model).eval()
+    x = fe([read_ecg(p) for p in df.path], return_tensors="pt")
+    with torch.no_grad():
+        ref = model(input_values=x["input_values"]).pooler_output.numpy()
+    np.testing.assert_allclose(np.stack(df.embedding), ref, atol=1e-6)
+    assert ref.shape == (N_RECORDS, model.config.hidden_size)
