@@ -149,7 +149,7 @@ def test_muse_file_agrees_with_ecgdatakit(cinc, tmp_path):
     assert theirs.patient.age == ours.metadata["age"]
     med = read_ecg(path, waveform="median")
     assert med.signal.shape == (12, 600) and med.metadata["waveform"] == "median"
-    with pytest.raises(ECGReadError, match="no 'nothing' <Waveform>"):
+    with pytest.raises(ValueError, match="waveform must be 'rhythm' or 'median'"):
         read_ecg(path, waveform="nothing")
 
 

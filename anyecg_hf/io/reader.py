@@ -75,6 +75,7 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
         FileNotFoundError: nothing exists at `path`.
         ImportError: the format needs an optional parser (`pip install anyecg_hf[formats]`).
         TypeError: an option the chosen reader does not take.
+        ValueError: an unknown `format` name or `waveform` value.
     """
     path = Path(os.fspath(path))
     fmt = normalize_format(format) if format is not None else detect_format(path)
@@ -94,6 +95,8 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
     if unknown:
         accepted = ", ".join(p for p in list(params)[1:])
         raise TypeError(f"read_ecg(format={fmt!r}) got unexpected option(s) {unknown}; accepted: {accepted}")
+    if "waveform" in options and str(options["waveform"]).strip().lower() not in ("rhythm", "median"):
+        raise ValueError(f"waveform must be 'rhythm' or 'median', got {options['waveform']!r}")
     try:
         # numeric warnings while decoding a corrupt file are moot: infinities are rejected in `finalize`
         with np.errstate(all="ignore"):
