@@ -77,16 +77,17 @@ def pair_statistics(n11, n10, n01, n00, confidence: float = 0.95, correction: st
         zphi = np.arctanh(np.clip(phi, -1 + 1e-12, 1 - 1e-12))
         half = np.where(n > 3, z / np.sqrt(np.maximum(n - 3, 1e-12)), np.nan)
         stat = n * phi**2
-    return {
-        "odds_ratio": np.exp(log_or),
-        "or_ci_low": np.exp(log_or - z * se),
-        "or_ci_high": np.exp(log_or + z * se),
-        "log_odds_ratio": log_or,
-        "phi": phi,
-        "phi_ci_low": np.tanh(zphi - half),
-        "phi_ci_high": np.tanh(zphi + half),
-        "p_value": np.where(np.isfinite(stat), chi2.sf(stat, 1), np.nan),
-    }
+        out = {
+            "odds_ratio": np.exp(log_or),
+            "or_ci_low": np.exp(log_or - z * se),
+            "or_ci_high": np.exp(log_or + z * se),
+            "log_odds_ratio": log_or,
+            "phi": phi,
+            "phi_ci_low": np.tanh(zphi - half),
+            "phi_ci_high": np.tanh(zphi + half),
+            "p_value": np.where(np.isfinite(stat), chi2.sf(stat, 1), np.nan),
+        }
+    return out
 
 
 def _bh(p: np.ndarray) -> np.ndarray:
@@ -240,16 +241,18 @@ class ComorbidityResult:
                 counts = np.array([diag[source][self.names.index(c)] for c in nodes], dtype=float)
                 sizes = 40 + 600 * counts / max(counts.max(), 1.0)
                 xy = np.array([pos[c] for c in nodes])
-                ax.scatter(xy[:, 0], xy[:, 1], s=sizes, color="0.3", zorder=2)
+                ax.scatter(xy[:, 0], xy[:, 1], s=sizes, color="0.45", edgecolor="white", zorder=2)
                 for c in nodes:
                     x, y = pos[c]
-                    ax.annotate(c, (x * 1.12, y * 1.12), ha="center", va="center", fontsize=7)
+                    ax.annotate(c, (x * 1.22, y * 1.22), ha="center", va="center", fontsize=7)
             ax.set_title(f"{source} ({len(top)} strongest pairs by {by})", fontsize=10)
             ax.set_xlim(-1.45, 1.45)
             ax.set_ylim(-1.45, 1.45)
             ax.set_aspect("equal")
             ax.axis("off")
         fig.suptitle(title or f"Comorbidity network, {self.n_people} people")
+        fig.text(0.5, 0.02, "edge width ~ |phi|; red = positive, blue = negative association; node area ~ cases",
+                 ha="center", fontsize=8)
         path = os.fspath(path)
         fig.savefig(path, dpi=120, bbox_inches="tight")
         return path
