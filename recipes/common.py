@@ -603,7 +603,8 @@ def run(cfg: dict, task: Task) -> dict:
         save_model(unwrapped, fe, final, cfg, task, result, split=final_split, source=source, state=state)
     accelerator.wait_for_everyone()
     summary = {
-        "status": "done", "step": state.step, "output_dir": str(out), "final_model": str(final),
+        "status": "done", "step": state.step, "num_processes": accelerator.num_processes, "output_dir": str(out),
+        "final_model": str(final),
         "best_metric": best_metric_name, "best_value": state.best_metric, "best_step": state.best_step,
         "final_split": final_split, "final_metrics": {} if result is None else result.metrics,
         "history": state.history, "evals": state.evals,

@@ -1,0 +1,262 @@
+"""Fine-tuning recipes end to end on the 50 CinC records with a tiny backbone on CPU: overfitting, saved folders that
+AutoModel and the pipeline load, exact resume, a two-process (gloo) run matching one process, and `anyecg evaluate`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from anyecg_hf.data import build_ecg_dataset, save_ecg_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = ROOT / "recipes"
+TINY = {"base_filters": 8, "filter_list": [16, 32], "m_blocks_list": [1, 2], "groups_width": 8, "sampling_rate": 125,
+        "num_samples": 500}
+STACH = "427084000"
+
+
+def _recipe(name: str):
+    """Import a recipe script as a module (they import their sibling `common`)."""
+    if str(RECIPES) not in sys.path:
+        sys.path.insert(0, str(RECIPES))
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"finetune_{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _reset_accelerate():
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    _reset_accelerate()
+    yield
+    _reset_accelerate()
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def dataset(shared, tmp_path_factory):
+    """CinC records + a label table of their # Dx codes, a synthetic tachycardia onset (risk) and age (regression)."""
+    folder = shared / "data" / "cinc2021"
+    rows = []
+    for hea in sorted(folder.glob("*.hea")):
+        lines = hea.read_text().splitlines()
+        dx = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("# Dx:")][0]
+        h = zlib.crc32(hea.stem.encode())
+        has = STACH in dx.split(",")
+        age = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("# Age:")][0]
+        rows.append({"record_id": hea.stem, "codes": dx, "age": age, "time_STach": round(0.5 + (h % 90) / 10 * (0.3 if has else 1.0), 2),
+                     "event_STach": int(has or h % 7 == 0)})
+    tmp = tmp_path_factory.mktemp("recipe_data")
+    table = pd.DataFrame(rows)
+    table.to_csv(tmp / "labels.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = build_ecg_dataset(folder, tmp / "labels.csv", regression_columns=["age"], cache_dir=tmp / "cache",
+                               split={"train": 0.6, "validation": 0.2, "test": 0.2}, seed=0)
+    save_ecg_dataset(ds, tmp / "ds")
+    return tmp / "ds"
+
+
+def _config(dataset, out, **training):
+    t = {"output_dir": str(out), "batch_size": 10, "max_steps": 6, "learning_rate": 3e-3, "warmup_ratio": 0.0,
+         "eval_every": 0, "save_every": 0, "log_every": 1, "log_with": "none", "progress_bar": False, "seed": 1}
+    t.update(training)
+    return {
+        "model": {"init": "config", "config": dict(TINY)},
+        "data": {"dataset": str(dataset), "feature_extractor": {"backend": "scipy"}},
+        "training": t,
+        "evaluation": {"n_bootstrap": 0},
+    }
+
+
+def _run(name, cfg):
+    recipe = _recipe(name)
+    import common
+
+    path = Path(cfg["training"]["output_dir"]).parent / f"{Path(cfg['training']['output_dir']).name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = common.run(common.load_config(path), recipe.TASK)
+    _reset_accelerate()
+    return result
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def diagnosis_run(dataset, tmp_path_factory):
+    """An overfit run: high learning rate, the training split seen again and again."""
+    _recipe("diagnosis")
+    out = tmp_path_factory.mktemp("diag") / "run"
+    cfg = _config(dataset, out, max_steps=24, eval_every=12, save_every=12, class_weighting="sqrt", strategy="llrd",
+                  learning_rate=1e-2, lr_scheduler="constant",
+                  layer_decay=0.9, final_model="last")
+    cfg["augmentation"] = {"amplitude_scale": [0.9, 1.1]}
+    return _run("diagnosis", cfg), out
+
+
+def test_diagnosis_recipe_overfits_and_saves_a_loadable_model(diagnosis_run, dataset, shared):
+    from transformers import AutoModel, pipeline
+
+    from anyecg_hf.modeling import AnyECGForDiagnosis
+
+    result, out = diagnosis_run
+    losses = [h["loss"] for h in result["history"]]
+    assert len(losses) == 24
+    assert np.mean(losses[-4:]) < 0.75 * np.mean(losses[:4]), losses
+    assert [e["step"] for e in result["evals"]] == [12, 24] and result["best_step"] in (12, 24)
+    assert result["final_split"] == "test" and np.isfinite(result["final_metrics"]["eval_loss"])
+    final = out / "final"
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "label_space.csv", "README.md",
+                 "training_config.yaml"):
+        assert (final / name).exists(), name
+    assert yaml.safe_load((final / "training_config.yaml").read_text())["augmentation"] == {"amplitude_scale": [0.9, 1.1]}
+    model = AutoModel.from_pretrained(final)
+    assert type(model).__name__ == AnyECGForDiagnosis.__name__
+    assert model.config.label_space.ids[0] == STACH  # most frequent code first, from the dataset
+    assert len(model.config.diagnosis_pos_weight) == model.config.num_labels
+    # the last checkpoint's weights are the final model's (final_model="last")
+    ckpt = _weights(out / "checkpoints" / "step_24")
+    final_w = _weights(final)
+    assert all(torch.equal(ckpt[k], final_w[k]) for k in final_w)
+    pipe = pipeline("ecg-classification", model=str(final))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        preds = pipe(str(shared / "data" / "cinc2021" / "HR06000.hea"), top_k=3)
+    assert len(preds) == 3 and all(0.0 <= p["score"] <= 1.0 for p in preds)
+    assert preds[0]["label"] in model.config.label_space.names
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(dataset, tmp_path):
+    _recipe("diagnosis")
+    extra = dict(max_steps=6, save_every=2, gradient_accumulation_steps=2, batch_size=8, final_model="last", keep_checkpoints=10)
+    aug = {"random_crop": True, "gaussian_noise": 0.05, "lead_dropout": 0.1}
+    full = _config(dataset, tmp_path / "full", **extra)
+    full["augmentation"] = aug
+    _run("diagnosis", full)
+    part = _config(dataset, tmp_path / "part", stop_after_steps=3, **extra)
+    part["augmentation"] = aug
+    stopped = _run("diagnosis", part)
+    assert stopped["status"] == "stopped" and stopped["step"] == 3
+    assert (tmp_path / "part" / "checkpoints" / "step_3").is_dir() and not (tmp_path / "part" / "final").exists()
+    part["training"]["stop_after_steps"] = None
+    part["training"]["resume_from_checkpoint"] = "latest"
+    resumed = _run("diagnosis", part)
+    assert resumed["status"] == "done" and resumed["step"] == 6
+    a, b = _weights(tmp_path / "full" / "final"), _weights(tmp_path / "part" / "final")
+    diff = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert diff <= 1e-6, diff
+    # and the run really trained and resumed mid-epoch (30 records, batch 8 x 2 accumulation)
+    init = _weights(tmp_path / "part" / "checkpoints" / "step_3")
+    assert max(float((a[k] - init[k]).abs().max()) for k in a) > 1e-3
+
+
+def test_risk_recipe_fits_the_baseline_hazard(dataset, tmp_path):
+    from transformers import AutoModel
+
+    result = _run("risk", _config(dataset, tmp_path / "risk", max_steps=4, eval_every=4))
+    assert result["best_metric"] == "mean_harrell_c" and "mean_harrell_c" in result["final_metrics"]
+    model = AutoModel.from_pretrained(tmp_path / "risk" / "final")
+    assert type(model).__name__ == "AnyECGForRiskPrediction" and model.baseline_hazard_fitted
+    assert model.config.risk_label_space.ids == ["STach"]
+    out = model(torch.randn(2, 12, 500))
+    assert out.cumulative_incidence.shape == (2, 1, 3)
+    ci = out.cumulative_incidence[0, 0]
+    assert torch.all((ci >= 0) & (ci <= 1)) and torch.all(ci[1:] >= ci[:-1])  # increasing over the horizons
+
+
+def test_profiling_recipe_trains_all_heads(dataset, tmp_path):
+    from transformers import AutoModel
+
+    result = _run("profiling", _config(dataset, tmp_path / "prof", max_steps=4, eval_every=2))
+    metrics = result["final_metrics"]
+    for key in ("eval_loss", "macro_auroc", "mean_harrell_c", "regression_mae"):
+        assert key in metrics, key
+    model = AutoModel.from_pretrained(tmp_path / "prof" / "final")
+    assert type(model).__name__ == "AnyECGForHealthProfiling"
+    assert model.config.regression_names == ["age"] and 30 < model.config.regression_target_mean[0] < 90
+    table = pd.read_csv(tmp_path / "prof" / "final" / "evaluation" / "regression.csv")
+    assert table["name"].tolist() == ["age"] and np.isclose(table["mae"][0], metrics["regression_mae"])
+
+
+def test_two_processes_match_one(dataset, tmp_path):
+    """`accelerate launch --num_processes 2 --cpu` (gloo DDP, split batches) gives one process's metrics."""
+    _recipe("diagnosis")
+    cfgs = {}
+    for name in ("one", "two"):
+        cfg = _config(dataset, tmp_path / name, max_steps=3, eval_every=3, final_model="last")
+        cfg["evaluation"]["n_bootstrap"] = 0
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        cfgs[name] = path
+    one = _run("diagnosis", yaml.safe_load(cfgs["one"].read_text()))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "ACCELERATE_USE_CPU": "true"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+           str(RECIPES / "finetune_diagnosis.py"), "--config", str(cfgs["two"])]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=str(ROOT))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "trainer_state.json").read_text())
+    assert two["step"] == one["step"] == 3 and two["num_processes"] == 2 and one["num_processes"] == 1
+    for a, b in zip(one["history"], two["history"]):
+        assert abs(a["loss"] - b["loss"]) < 1e-4, (a, b)
+    for key, value in one["final_metrics"].items():
+        assert abs(value - two["final_metrics"][key]) < 1e-4, key
+    wa, wb = _weights(tmp_path / "one" / "final"), _weights(tmp_path / "two" / "final")
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-4
+
+
+def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from anyecg_hf.cli import main
+    from anyecg_hf.data import get_label_space, load_ecg_dataset
+
+    _, out = diagnosis_run
+    report = tmp_path / "report"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["evaluate", "--model", str(out / "final"), "--dataset", str(dataset), "--split", "test",
+                     "--out", str(report), "--n-bootstrap", "20", "--no-plots"])
+    assert code == 0
+    files = {p.name for p in report.iterdir()}
+    assert {"metrics.json", "model_card_section.md", "predictions.parquet"} <= files
+    metrics = json.loads((report / "metrics.json").read_text())
+    preds = pd.read_parquet(report / "predictions.parquet")
+    test = load_ecg_dataset(dataset, split="test")
+    assert preds["record_id"].tolist() == test["record_id"]
+    space = get_label_space(test)
+    y = np.asarray(test["labels"])
+    aucs = []
+    for j, c in enumerate(space):
+        if 0 < y[:, j].sum() < len(y):
+            aucs.append(roc_auc_score(y[:, j], preds[f"prob_{c.id}"]))
+    assert np.isclose(metrics["macro_auroc"], np.mean(aucs), atol=1e-6)
+    assert "Evaluation" in (report / "model_card_section.md").read_text()
