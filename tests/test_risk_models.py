@@ -279,3 +279,30 @@ def test_recalibrate_thresholds_and_baseline():
         assert model.config.label_space[c].threshold == pytest.approx(float(best), abs=1e-7)
     assert set(report["thresholds"]) == {"AF", "SB"} and model.config.label_space[2].threshold is None
     assert model.config.id2label == {0: "AF", 1: "SB", 2: "STACH"}
+
+
+def test_works_with_hf_trainer(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    torch.manual_seed(7)
+    model = AnyECGForHealthProfiling(profiling_config(regression_names=["age"], regression_target_mean=[55], regression_target_std=[15]))
+    g = torch.Generator().manual_seed(0)
+    rows = [{"input_values": torch.randn(12, 512, generator=g), "labels": (torch.rand(3, generator=g) > 0.5).float(),
+             "label_mask": torch.ones(3), "event_times": torch.rand(2, generator=g) * 10,
+             "events": (torch.rand(2, generator=g) > 0.5).float(), "at_risk_mask": torch.ones(2),
+             "regression_targets": torch.rand(1, generator=g) * 50 + 30} for _ in range(16)]
+    args = TrainingArguments(str(tmp_path), per_device_train_batch_size=8, per_device_eval_batch_size=8, max_steps=2,
+                             report_to=[], remove_unused_columns=False, save_strategy="no", use_cpu=True,
+                             label_names=["labels", "label_mask", "event_times", "events", "at_risk_mask", "regression_targets"])
+    trainer = Trainer(model=model, args=args, train_dataset=rows, eval_dataset=rows)
+    assert np.isfinite(trainer.train().training_loss)
+    pred = trainer.predict(rows)
+    logits, diagnosis_logits, risk_scores, regression, pooled = pred.predictions  # cumulative_incidence is None
+    assert logits.shape == (16, 3) and risk_scores.shape == (16, 2) and regression.shape == (16, 1)
+    model.eval()
+    batches = [{k: torch.stack([r[k] for r in rows[i:i + 8]]) for k in rows[0]} for i in (0, 8)]
+    with torch.no_grad():
+        losses = [model(**b).loss.item() for b in batches]
+        scores = model(batches[0]["input_values"]).risk_scores.numpy()
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(np.mean(losses), rel=1e-5)
+    np.testing.assert_allclose(risk_scores[:8], scores, rtol=1e-5, atol=1e-6)
