@@ -184,3 +184,28 @@ def test_embed_is_pooler_output(tiny_model, sample_dir, tmp_path):
         ref = model(input_values=x["input_values"]).pooler_output.numpy()
     np.testing.assert_allclose(np.stack(df.embedding), ref, atol=1e-6)
     assert ref.shape == (N_RECORDS, model.config.hidden_size)
+
+
+def test_cli_rows_equal_the_profiling_pipeline(tiny_model, shared, tmp_path):
+    """`profile` has one implementation: the CLI's rows are `profile_rows` of `pipeline("ecg-profiling")`."""
+    from transformers import pipeline
+
+    from anyecg_hf.pipelines.outputs import profile_rows
+
+    files = [shared / "data" / "cinc2021" / f"{n}.hea" for n in ("HR06000", "JS20004")]  # JS20004 has flat leads
+    out = tmp_path / "p.json"
+    assert cli_main(["profile", *map(str, files), "--model", str(tiny_model), "--out", str(out), "--top-k", "2",
+                     "--workers", "0", "--no-progress"]) == 0
+    rows = json.loads(out.read_text())
+    pipe = pipeline("ecg-profiling", model=str(tiny_model))
+    expected = [r for f in files for r in profile_rows(pipe(str(f), top_k=2))]
+    assert any(r["warnings"] for r in expected)
+    assert len(rows) == len(expected) == 4
+    for got, exp in zip(rows, expected):
+        assert got.pop("path") in map(str, files)
+        assert got.keys() == exp.keys()
+        for k in exp:
+            if isinstance(exp[k], float):
+                assert got[k] == pytest.approx(exp[k], abs=1e-6)
+            else:
+                assert got[k] == exp[k], k

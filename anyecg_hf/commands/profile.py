@@ -76,8 +76,11 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
     m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                    help="compute dtype (bfloat16/float16 = autocast, for GPUs; default float32)")
     m.add_argument("--batch-size", type=int, default=64, metavar="N", help="ECGs per forward pass (default 64)")
+    m.add_argument("--windowing", choices=("sliding", "first", "center"), default="sliding",
+                   help="records longer than the model's input (10 s): windows over the whole record (sliding, as the "
+                   "pipelines do; default), or only the first / center window")
     m.add_argument("--aggregate", choices=("mean", "max"), default="mean",
-                   help="how windows of records longer than the model's input are combined (default mean)")
+                   help="how the windows of a long record are combined: mean or max probability (default mean)")
 
     o = p.add_argument_group("output")
     default_out = "stdout" if task == "profile" else "stdout"
@@ -172,7 +175,7 @@ def run(args, task: str) -> int:
         manifest_column=args.manifest_column, extensions=args.extensions, model=args.model, revision=args.revision,
         device=args.device, batch_size=args.batch_size, workers=args.workers, chunk_size=args.chunk_size,
         resume=args.resume, overwrite=args.overwrite, retry_errors=args.retry_errors, limit=args.limit,
-        aggregate=args.aggregate, top_k=getattr(args, "top_k", None), threshold=getattr(args, "threshold", None),
+        aggregate=args.aggregate, windowing=args.windowing, top_k=getattr(args, "top_k", None), threshold=getattr(args, "threshold", None),
         horizons=getattr(args, "horizons", None), read_kwargs=read_kwargs, quality=args.quality, dtype=args.dtype,
         threads=args.threads, progress=args.progress, keep_parts=args.keep_parts,
     )

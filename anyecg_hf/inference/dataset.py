@@ -152,12 +152,15 @@ class ECGFileDataset(Dataset):
                 raise ValueError(f"{item.path}: the feature extractor returned no window for this record")
             a, b = int(sel[0]), int(sel[-1]) + 1  # windows of a record are contiguous
             item.inputs = {k: np.asarray(feats[k])[a:b] for k in MODEL_INPUT_KEYS if feats.get(k) is not None}
-            rid = item.record_id
+            prefix = f"{item.record_id}: "
             warns = item.meta["warnings"]
-            for m in messages + [str(f) for f in flags[j]]:
-                if m.startswith(f"{rid}:") or m.startswith(f"{rid} ") or len(pairs) == 1:
-                    if m not in warns:
-                        warns.append(m)
+            for m in [str(f) for f in flags[j]] + messages:  # quality flags first, as in the pipelines
+                if m.startswith(prefix):  # the row names its record already (as in the pipelines' warnings)
+                    m = m[len(prefix):]
+                elif len(pairs) > 1:
+                    continue  # another record's message
+                if m not in warns:
+                    warns.append(m)
             item.meta["n_windows"] = b - a
 
 

@@ -17,6 +17,7 @@ A job runs as one process or as N processes under `accelerate launch` / `torchru
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -77,6 +78,8 @@ class JobSettings:
         retry_errors (`bool`): with `resume`, try the inputs of the errors table again.
         limit (`int`, *optional*): only the first `limit` inputs (dry run).
         aggregate (`str`): `"mean"` or `"max"` over a record's windows.
+        windowing (`str`, *optional*): how records longer than the model's input are cut (`"sliding"`: windows over
+            the whole record, as the pipelines do; `"first"`, `"center"`; `None`: the extractor's saved setting).
         top_k, threshold, horizons: CSV/JSON rendering of profiles (`profile_records`); `threshold` also decides
             the `positive` column of Parquet rows.
         read_kwargs (`dict`): passed to `read_ecg` (`format`, `sampling_rate`, `lead_names`, `units`).
@@ -108,6 +111,7 @@ class JobSettings:
     retry_errors: bool = False
     limit: int | None = None
     aggregate: str = "mean"
+    windowing: str | None = "sliding"
     top_k: int | None = None
     threshold: float | None = None
     horizons: Sequence[float] | None = None
@@ -221,6 +225,10 @@ def load_model(settings: JobSettings, device):
         if bars:
             hf_logging.enable_progress_bar()
     model.to(device)
+    if settings.windowing is not None and settings.windowing != extractor.windowing:
+        extractor = copy.deepcopy(extractor)  # same variant the pipelines build (`ECGPipelineBase._extractor`)
+        extractor.windowing = settings.windowing
+        extractor._validate()
     model_id, rev = _model_identity(settings.model, settings.revision, source, model)
     return model, extractor, model_id, rev
 
@@ -543,6 +551,8 @@ def run_job(settings: JobSettings) -> JobResult:
         raise JobUsageError(f"task must be one of {TASKS}, got {settings.task!r}")
     if settings.format not in FORMATS:
         raise JobUsageError(f"format must be one of {FORMATS}, got {settings.format!r}")
+    if settings.windowing not in (None, "sliding", "first", "center"):
+        raise JobUsageError(f"windowing must be 'sliding', 'first' or 'center', got {settings.windowing!r}")
     if settings.aggregate not in ("mean", "max"):
         raise JobUsageError(f"aggregate must be 'mean' or 'max', got {settings.aggregate!r}")
     if settings.batch_size < 1:

@@ -1,0 +1,213 @@
+"""End-to-end `anyecg profile` throughput and memory (issue 9 part 4(c), issue 10).
+
+Measured in ONE run, on the full-size ECGFounder network (seeded weights of the parity fixture, 30.8 M parameters):
+
+* baseline: backbone-only ECGs/s (the model's forward on ready tensors, `torch.inference_mode`, same batch size and
+  threads) -- the ceiling an end-to-end run can reach;
+* `anyecg profile` on N WFDB files (symlinks to the 50 CinC records in a temp folder), written as Parquet, with 1
+  process and with 2 processes (`accelerate launch --multi_gpu --num_processes 2`, gloo on CPU): ECGs/s of the
+  streaming phase (from the job's `_SUCCESS`), its ratio to the baseline, and the peak RSS of every process of the
+  job (main processes and reader workers, sampled every 0.1 s);
+* memory flatness: peak RSS of the main process for N and for 5 N files (1 process).
+
+    python benchmarks/bench_end_to_end.py                      # N = 1000, RSS check with 1000 vs 5000
+    python benchmarks/bench_end_to_end.py --n 200 --rss-sizes 200,1000 --processes 1   # quick
+
+Numbers depend on the machine and its load; the ratios to the same-run baseline are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def make_model(folder: Path) -> Path:
+    from anyecg_hf import AnyECGForDiagnosis
+    from anyecg_hf.testing import write_seeded_ecgfounder_checkpoint
+
+    if not (folder / "model.safetensors").exists():
+        pth = write_seeded_ecgfounder_checkpoint(folder.parent / "12_lead_ECGFounder.pth")
+        AnyECGForDiagnosis.from_ecgfounder(pth).save_pretrained(folder)
+    return folder
+
+
+def make_archive(folder: Path, n: int) -> Path:
+    """`n` WFDB records: symlinks to the 50 CinC records, 50 per sub-folder."""
+    from anyecg_hf.testing import shared_dir
+
+    src = sorted((shared_dir() / "data" / "cinc2021").glob("*.hea"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        hea = src[i % len(src)]
+        d = folder / f"c{i // len(src):05d}"
+        d.mkdir(exist_ok=True)
+        for f in (hea, hea.with_suffix(".mat")):
+            link = d / f.name
+            if not link.exists():
+                link.symlink_to(f)
+    return folder
+
+
+def backbone_throughput(model_dir: Path, batch_size: int, threads: int, seconds: float = 20.0) -> float:
+    """ECGs/s of the model alone on ready (batch, 12, 5000) tensors."""
+    from anyecg_hf import AnyECGForDiagnosis
+
+    torch.set_num_threads(threads)
+    model = AnyECGForDiagnosis.from_pretrained(model_dir).eval()
+    x = torch.randn(batch_size, 12, 5000)
+    with torch.inference_mode():
+        model(input_values=x)  # warm-up
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or n < 2 * batch_size:
+            model(input_values=x)
+            n += batch_size
+        return n / (time.perf_counter() - t0)
+
+
+class RSSMonitor:
+    """Peak RSS of every process in the tree below `pid` (sampled)."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak: dict[int, tuple[str, int]] = {}
+        self.peak_total = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                procs = [self.root] + self.root.children(recursive=True)
+            except psutil.NoSuchProcess:
+                break
+            total = 0
+            for p in procs:
+                try:
+                    rss = p.memory_info().rss
+                    cmd = " ".join(p.cmdline()[1:4])
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                total += rss
+                if rss > self.peak.get(p.pid, ("", 0))[1]:
+                    self.peak[p.pid] = (cmd, rss)
+            self.peak_total = max(self.peak_total, total)
+            time.sleep(self.interval)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+def run_profile(archive: Path, model_dir: Path, out: Path, processes: int, batch_size: int, workers, threads) -> dict:
+    args = ["profile", str(archive), "--model", str(model_dir), "--out", str(out), "--format", "parquet",
+            "--batch-size", str(batch_size), "--no-progress", "--overwrite"]
+    if workers is not None:
+        args += ["--workers", str(workers)]
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    if processes == 1:
+        cmd = [sys.executable, "-m", "anyecg_hf.cli", *args]
+    else:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(port), "-m", "anyecg_hf.cli", *args]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    mon = RSSMonitor(proc.pid)
+    _, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    mon.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"profile failed ({proc.returncode}):\n{err[-3000:]}")
+    manifest = json.loads((out / "_SUCCESS").read_text())
+    cli = {pid: v for pid, v in mon.peak.items() if "anyecg_hf.cli" in v[0]}
+    mains = sorted((v[1] for v in cli.values()), reverse=True)[:processes]
+    workers_rss = sorted(v[1] for pid, v in mon.peak.items() if v[1] not in mains and "accelerate" not in v[0]
+                         and "torch.distributed" not in v[0])
+    return {
+        "processes": processes,
+        "rows": manifest["rows"],
+        "ecgs_per_s": manifest["run"]["ecgs_per_s"],
+        "stream_s": manifest["run"]["seconds"],
+        "wall_s": wall,
+        "peak_rss_main_mib": max(mains) / 2**20 if mains else float("nan"),
+        "peak_rss_worker_mib": max(workers_rss) / 2**20 if workers_rss else 0.0,
+        "peak_rss_total_mib": mon.peak_total / 2**20,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1000, help="files for the throughput runs (default 1000)")
+    ap.add_argument("--rss-sizes", default="1000,5000", help="file counts for the memory-flatness check")
+    ap.add_argument("--processes", default="1,2", help="process counts to run (default 1,2)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=None, help="reader workers per process (default: the CLI's)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per process (default: the CLI's)")
+    ap.add_argument("--baseline-seconds", type=float, default=20.0)
+    ap.add_argument("--model", type=Path, default=None, help="model folder (default: seeded full-size ECGFounder)")
+    ap.add_argument("--tmp", type=Path, default=None)
+    args = ap.parse_args()
+
+    tmp = Path(args.tmp or tempfile.mkdtemp(prefix="anyecg-bench-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    model_dir = args.model or make_model(tmp / "model")
+    cores = len(os.sched_getaffinity(0))
+    print(f"machine: {cores} cores, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
+
+    base = backbone_throughput(model_dir, args.batch_size, cores, args.baseline_seconds)
+    print(f"backbone only (batch {args.batch_size}, {cores} threads, float32): {base:.1f} ECGs/s")
+
+    archive = make_archive(tmp / f"wfdb{args.n}", args.n)
+    print(f"\nanyecg profile on {args.n} WFDB files -> Parquet")
+    print(f"{'processes':>9} {'ECGs/s':>8} {'vs backbone':>11} {'stream s':>8} {'wall s':>7} "
+          f"{'RSS main MiB':>12} {'RSS worker MiB':>14} {'RSS total MiB':>13}")
+    results = []
+    for p in [int(x) for x in args.processes.split(",")]:
+        r = run_profile(archive, model_dir, tmp / f"out-p{p}", p, args.batch_size, args.workers, args.threads)
+        results.append(r)
+        print(f"{p:>9} {r['ecgs_per_s']:>8.1f} {r['ecgs_per_s'] / base:>10.0%} {r['stream_s']:>8.1f} "
+              f"{r['wall_s']:>7.1f} {r['peak_rss_main_mib']:>12.0f} {r['peak_rss_worker_mib']:>14.0f} "
+              f"{r['peak_rss_total_mib']:>13.0f}")
+
+    sizes = [int(x) for x in args.rss_sizes.split(",") if x]
+    if sizes:
+        print("\nmemory flatness (1 process)")
+        print(f"{'files':>7} {'ECGs/s':>8} {'RSS main MiB':>12} {'RSS worker MiB':>14} {'RSS total MiB':>13}")
+        rss = []
+        for n in sizes:
+            arch = archive if n == args.n else make_archive(tmp / f"wfdb{n}", n)
+            r = run_profile(arch, model_dir, tmp / f"out-n{n}", 1, args.batch_size, args.workers, args.threads)
+            rss.append(r["peak_rss_main_mib"])
+            print(f"{n:>7} {r['ecgs_per_s']:>8.1f} {r['peak_rss_main_mib']:>12.0f} {r['peak_rss_worker_mib']:>14.0f} "
+                  f"{r['peak_rss_total_mib']:>13.0f}")
+        if len(rss) > 1:
+            print(f"peak RSS of the main process, {sizes[-1]} vs {sizes[0]} files: x{rss[-1] / rss[0]:.2f}")
+    print(f"\n(files in {tmp})")
+
+
+if __name__ == "__main__":
+    main()
