@@ -1,13 +1,16 @@
 """Numba kernels behind `filters.py` (imported only when numba is available).
 
-Two kernels, both parallel over rows (`numba.prange`, threads = `NUMBA_NUM_THREADS`):
+All kernels are serial and release the GIL (`nogil=True`): `filters` runs them on chunks of rows from a small
+thread pool, so a core that the OS takes away (a shared machine) only slows its own chunks, not a barrier of a
+static parallel loop. Float32 and float64 rows both work (the dtype of the arrays decides).
 
-* `sos_filtfilt`: scipy's `filtfilt` semantics (odd extension of `padlen` samples, steady-state initial conditions
+* `filtfilt_rows`: scipy's `filtfilt` semantics (odd extension of `padlen` samples, steady-state initial conditions
   scaled by the first sample, forward pass, backward pass) for a cascade of second-order sections. Rows are filtered
   together in tiles of `_TILE` rows stored time-major, so the inner loop runs over contiguous rows and is SIMD
   vectorised, while a per-row recursion (what `scipy.signal.lfilter` does) is latency bound.
-* `median_sweep`: exact running median from global ranks (see `filters.running_median`): the window is a
-  bitset over ranks, the median a pointer into it that moves by a few set bits per step.
+* `median_keys` + (numpy's SIMD sort) + `median_sweep`: exact zero-padded running median from ranks (see
+  `filters.running_median`): the window is a bitset over ranks, the median a pointer into it that moves by a few set
+  bits per step.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ONE = np.uint64(1)
 
 
-@nb.njit(cache=True, inline="always")
-def _sos_pass(buf, sos, z, reverse):
-    """In-place DF-II-transposed cascade over a (T, m) time-major tile; `z` (n_sections, 2, m) is the state."""
-    n_t, m = buf.shape
+@nb.njit(nogil=True, cache=True, inline="always")
+def _sos_pass(buf, sos, z, m, reverse):
+    """In-place DF-II-transposed cascade over a (T, _TILE) time-major tile (first `m` columns); `z` is the state."""
+    n_t = buf.shape[0]
     for tt in range(n_t):
         t = n_t - 1 - tt if reverse else tt
         for s in range(sos.shape[0]):
@@ -41,18 +44,24 @@ def _sos_pass(buf, sos, z, reverse):
                 buf[t, r] = y
 
 
-@nb.njit(parallel=True, cache=True)
-def sos_filtfilt(x, sos, zi, padlen):
-    """Zero-phase filtering of every row of `x` (R, N) float64; `zi` = `scipy.signal.sosfilt_zi(sos)`."""
+@nb.njit(nogil=True, cache=True)
+def filtfilt_rows(x, out, sos, zi, padlen):
+    """Zero-phase filtering of every row of `x` (R, N) into `out` (may be `x`); `zi` = `sosfilt_zi(sos)`.
+
+    `sos` with zero sections copies. `sos`/`zi` must have the dtype of `x` (float32 rows are filtered in float32).
+    """
     n_rows, n = x.shape
     n_sec = sos.shape[0]
+    if n_sec == 0:
+        for r in range(n_rows):
+            for t in range(n):
+                out[r, t] = x[r, t]
+        return
     n_ext = n + 2 * padlen
-    out = np.empty_like(x)
-    n_tiles = (n_rows + _TILE - 1) // _TILE
-    for tile in nb.prange(n_tiles):
-        r0 = tile * _TILE
+    buf = np.empty((n_ext, _TILE), x.dtype)
+    z = np.empty((n_sec, 2, _TILE), x.dtype)
+    for r0 in range(0, n_rows, _TILE):
         m = min(n_rows, r0 + _TILE) - r0
-        buf = np.empty((n_ext, m))
         for r in range(m):
             row = x[r0 + r]
             for t in range(padlen):  # odd extension, as scipy.signal.filtfilt(padtype="odd")
@@ -60,24 +69,22 @@ def sos_filtfilt(x, sos, zi, padlen):
                 buf[n + padlen + t, r] = 2.0 * row[n - 1] - row[n - 2 - t]
             for t in range(n):
                 buf[padlen + t, r] = row[t]
-        z = np.empty((n_sec, 2, m))
         for s in range(n_sec):
             for q in range(2):
                 for r in range(m):
                     z[s, q, r] = zi[s, q] * buf[0, r]
-        _sos_pass(buf, sos, z, False)
+        _sos_pass(buf, sos, z, m, False)
         for s in range(n_sec):
             for q in range(2):
                 for r in range(m):
                     z[s, q, r] = zi[s, q] * buf[n_ext - 1, r]
-        _sos_pass(buf, sos, z, True)
+        _sos_pass(buf, sos, z, m, True)
         for r in range(m):
             for t in range(n):
                 out[r0 + r, t] = buf[padlen + t, r]
-    return out
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(nogil=True, cache=True, inline="always")
 def _next_set(bits, m):
     """Smallest set bit strictly above `m` (a set bit above always exists: the window is never empty above)."""
     w = (m + 1) >> 6
@@ -89,7 +96,7 @@ def _next_set(bits, m):
     return (w << 6) + int(trailing_zeros(word))
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(nogil=True, cache=True, inline="always")
 def _prev_set(bits, m):
     """Largest set bit strictly below `m`."""
     w = m >> 6
@@ -101,47 +108,99 @@ def _prev_set(bits, m):
     return (w << 6) + 63 - int(leading_zeros(word))
 
 
-@nb.njit(parallel=True, cache=True)
-def order_keys(x, h, index_bits):
-    """Zero-pad every row by `h` on both sides and build its sort keys (see `filters._order_keys`)."""
+@nb.njit(nogil=True, cache=True, inline="always")
+def _is_set(bits, q):
+    return (bits[q >> 6] >> np.uint64(q & 63)) & _ONE
+
+
+@nb.njit(nogil=True, cache=True)
+def median_keys(x, h, index_bits, padded, keys):
+    """Zero-pad every row of `x` by `h` on both sides into `padded` (float64) and write its sort keys into `keys`.
+
+    Key = the float's bits mapped so that unsigned order is float order, with the lowest `index_bits` bits replaced
+    by the position: all keys are distinct and one sort ranks every position. Values that differ only in those low
+    bits form a "group" ordered by position; `median_sweep` resolves such groups exactly.
+    """
     n_rows, n = x.shape
     m = n + 2 * h
-    padded = np.zeros((n_rows, m))
-    keys = np.empty((n_rows, m), np.uint64)
     sign = _ONE << np.uint64(63)
     low = (_ONE << np.uint64(index_bits)) - _ONE
-    for r in nb.prange(n_rows):
-        for i in range(n):
-            padded[r, h + i] = x[r, i] + 0.0  # -0.0 -> +0.0
     bits = padded.view(np.uint64)
-    for r in nb.prange(n_rows):
+    for r in range(n_rows):
+        for i in range(h):
+            padded[r, i] = 0.0
+            padded[r, m - 1 - i] = 0.0
+        for i in range(n):
+            padded[r, h + i] = x[r, i] + 0.0  # -0.0 -> +0.0 (equal values must get equal keys)
         for i in range(m):
             u = bits[r, i]
             u = ~u if u & sign else u | sign
             keys[r, i] = (u & ~low) | np.uint64(i)
-    return padded, keys
 
 
-@nb.njit(parallel=True, cache=True)
-def median_sweep(sorted_keys, padded, n_out, k, index_bits):
-    """Running median of odd width `k` from row-sorted keys: output j is the median of padded[j .. j+k-1].
+@nb.njit(nogil=True, cache=True)
+def _group_median(keys, vals, bits, m, c, h, index_bits, low):
+    """Exact median when the rank-`m` element shares its truncated key with other elements (see `median_keys`):
+    the window elements below the group are counted exactly, the group's members are sorted by true value."""
+    g = keys[m] >> np.uint64(index_bits)
+    n_pos = keys.shape[0]
+    g0 = m
+    while g0 > 0 and keys[g0 - 1] >> np.uint64(index_bits) == g:
+        g0 -= 1
+    g1 = m
+    while g1 + 1 < n_pos and keys[g1 + 1] >> np.uint64(index_bits) == g:
+        g1 += 1
+    inside = 0
+    for q in range(g0, m):
+        inside += _is_set(bits, q)
+    tmp = np.empty(g1 - g0 + 1)
+    n_tmp = 0
+    for q in range(g0, g1 + 1):
+        if _is_set(bits, q):
+            tmp[n_tmp] = vals[np.int64(keys[q] & low)]
+            n_tmp += 1
+    tmp = np.sort(tmp[:n_tmp])
+    return tmp[h - (c - inside)]
+
+
+@nb.njit(nogil=True, cache=True)
+def median_sweep(sorted_keys, padded, k, index_bits, y, out, subtract):
+    """Running median of odd width `k` from row-sorted keys: median j = median of padded[j .. j+k-1].
+
+    Writes `out[r, j] = y[r, j] - median` when `subtract`, else the median (`out` may be `y`).
 
     `rank[p]` is the sorted position of padded position p (recovered from the keys' low bits). Invariant per step:
     `m` is a set rank and exactly `c = k // 2` set ranks lie below it, so the value at rank `m` is the median.
     Removing / adding one rank changes `c` by at most one, and `m` moves to the neighbouring set bit.
     """
     n_rows, n_pos = sorted_keys.shape
+    n_out = n_pos - k + 1
     h = k // 2
-    low = (_ONE << np.uint64(index_bits)) - _ONE
-    out = np.empty((n_rows, n_out))
+    ib = np.uint64(index_bits)
+    low = (_ONE << ib) - _ONE
     n_words = (n_pos + 63) // 64 + 1
-    for r in nb.prange(n_rows):
+    rank = np.empty(n_pos, np.int32)
+    plain = np.empty(n_pos, np.bool_)  # rank q's group holds a single distinct value: no exact fix-up needed
+    bits = np.empty(n_words, np.uint64)
+    for r in range(n_rows):
         keys = sorted_keys[r]
         vals = padded[r]
-        rank = np.empty(n_pos, np.int32)
         for i in range(n_pos):
             rank[np.int64(keys[i] & low)] = i
-        bits = np.zeros(n_words, np.uint64)
+        i = 0
+        while i < n_pos:
+            g = keys[i] >> ib
+            v0 = vals[np.int64(keys[i] & low)]
+            same = True
+            j = i + 1
+            while j < n_pos and keys[j] >> ib == g:
+                if vals[np.int64(keys[j] & low)] != v0:
+                    same = False
+                j += 1
+            for q in range(i, j):
+                plain[q] = same
+            i = j
+        bits[:] = 0
         for i in range(k):
             q = rank[i]
             bits[q >> 6] |= _ONE << np.uint64(q & 63)
@@ -149,23 +208,29 @@ def median_sweep(sorted_keys, padded, n_out, k, index_bits):
         for _ in range(h):
             m = _next_set(bits, m)
         c = h
-        out[r, 0] = vals[np.int64(keys[m] & low)]
-        for j in range(1, n_out):
-            ro = np.int64(rank[j - 1])
-            ri = np.int64(rank[j + k - 1])
-            bits[ro >> 6] &= ~(_ONE << np.uint64(ro & 63))
-            bits[ri >> 6] |= _ONE << np.uint64(ri & 63)
-            if ri < m:
-                c += 1
-            if ro < m:
-                c -= 1
-            elif ro == m:
-                m = _next_set(bits, m)
-            while c > h:
-                m = _prev_set(bits, m)
-                c -= 1
-            while c < h:
-                m = _next_set(bits, m)
-                c += 1
-            out[r, j] = vals[np.int64(keys[m] & low)]
-    return out
+        for j in range(n_out):
+            if j > 0:
+                ro = np.int64(rank[j - 1])
+                ri = np.int64(rank[j + k - 1])
+                bits[ro >> 6] &= ~(_ONE << np.uint64(ro & 63))
+                bits[ri >> 6] |= _ONE << np.uint64(ri & 63)
+                if ri < m:
+                    c += 1
+                if ro < m:
+                    c -= 1
+                elif ro == m:
+                    m = _next_set(bits, m)
+                while c > h:
+                    m = _prev_set(bits, m)
+                    c -= 1
+                while c < h:
+                    m = _next_set(bits, m)
+                    c += 1
+            if plain[m]:
+                med = vals[np.int64(keys[m] & low)]
+            else:
+                med = _group_median(keys, vals, bits, m, c, h, index_bits, low)
+            if subtract:
+                out[r, j] = y[r, j] - med
+            else:
+                out[r, j] = med

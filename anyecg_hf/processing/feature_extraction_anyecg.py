@@ -137,7 +137,7 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
 
     def _validate(self) -> None:
         choices = {"baseline": ("median", "none"), "normalization": ("global", "per_lead", "none"),
-                   "mode": ("exact",), "windowing": ("first", "center", "sliding"), "backend": filters.BACKENDS}
+                   "mode": ("exact", "fast"), "windowing": ("first", "center", "sliding"), "backend": filters.BACKENDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -173,17 +173,15 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         return notch, band, kernel
 
     def filter_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Notch, band-pass and baseline removal of every row of `rows` (R, T), float64, at `sampling_rate`."""
+        """Notch, band-pass and baseline removal of every row of `rows` (R, T) at `sampling_rate`, fused per chunk
+        of rows (`filters.filter_chain`); float64 in `exact` mode, float32 in `fast` mode (numba backend)."""
         notch, band, kernel = self._filter_plan()
-        padlen = max([stage[1] for stage in (notch, band) if stage is not None], default=0)
+        stages = [stage for stage in (notch, band) if stage is not None]
+        padlen = max([stage[1] for stage in stages], default=0)
         if rows.shape[1] <= padlen:
             raise ECGInputError(f"window of {rows.shape[1]} samples is too short to filter (needs > {padlen})")
-        for stage in (notch, band):
-            if stage is not None:
-                rows = filters.zero_phase_filter(rows, stage[0], stage[1], self.backend)
-        if kernel is not None:
-            rows = rows - filters.running_median(rows, kernel, self.backend)
-        return rows
+        dtype = np.float32 if self.mode == "fast" else np.float64
+        return filters.filter_chain(rows, stages, kernel, self.backend, dtype)
 
     # ------------------------------------------------------------------ input parsing
     def _as_records(self, signals, sampling_rate, lead_names, units, record_ids):
@@ -224,7 +222,7 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         x = _to_numpy(sig)
         if x.dtype.kind not in "fiub":
             raise ECGInputError(f"{rid}: signal must be numeric, got dtype {x.dtype}")
-        x = x.astype(np.float64)
+        x = np.asarray(x, dtype=np.float64)  # no copy for float64 input: later steps never write into it
         if x.size == 0:
             raise ECGInputError(f"{rid}: empty signal (shape {x.shape})")
         if fs is None:
@@ -264,7 +262,7 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
             scale = np.array([units_to_mv(u, rid) for u in units])[:, None]
         else:
             scale = units_to_mv(units if units is not None else self.units, rid)
-        return {"id": rid, "x": x * scale, "fs": fs, "names": names}
+        return {"id": rid, "x": x if np.all(scale == 1.0) else x * scale, "fs": fs, "names": names}
 
     # ------------------------------------------------------------------ per-record steps
     def _select_leads(self, rec, warn=True):
@@ -275,12 +273,19 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         rows = [(j, names.index(lead)) for j, lead in enumerate(self.lead_names) if lead in names]
         if rows:
             dst, src = map(list, zip(*rows))
-            sub = x[src]
-            finite = np.isfinite(sub)
-            nan_frac = 1.0 - finite.mean(axis=1)
-            sub = np.where(finite, sub, 0.0)
-            big = np.finfo(np.float64).max
-            ptp = np.where(finite, sub, -big).max(axis=1) - np.where(finite, sub, big).min(axis=1)
+            sub = x if src == list(range(x.shape[0])) else x[src]  # no copy when the rows are already in order
+            if np.isfinite(sub).all():  # the common case: two reductions, no temporaries
+                nan_frac = np.zeros(len(src))
+                ptp = sub.max(axis=1) - sub.min(axis=1)
+            else:
+                finite = np.isfinite(sub)
+                nan_frac = 1.0 - finite.mean(axis=1)
+                sub = np.where(finite, sub, 0.0)
+                big = np.finfo(np.float64).max
+                ptp = np.where(finite, sub, -big).max(axis=1) - np.where(finite, sub, big).min(axis=1)
+            keep = (nan_frac <= self.nan_lead_fraction) & (nan_frac < 1.0) & (ptp > self.flat_threshold)
+            if keep.all() and dst == list(range(len(self.lead_names))):
+                return sub, np.ones(len(self.lead_names), dtype=bool)
             for k, j in enumerate(dst):
                 lead = self.lead_names[j]
                 if nan_frac[k] > self.nan_lead_fraction or nan_frac[k] == 1.0:
@@ -383,37 +388,39 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         lengths = np.array([w.shape[1] for w in windows])
         for length in np.unique(lengths):  # one vectorised pass per distinct length (usually exactly one)
             idx = np.flatnonzero(lengths == length)
-            stack = np.stack([windows[i] for i in idx])  # (w, L, T)
-            sub_mask = lead_mask[idx]
+            w_of_row, l_of_row = np.nonzero(lead_mask[idx])  # present leads only, window-major
+            rows = np.empty((len(w_of_row), length))
+            for r, (w, lead) in enumerate(zip(idx[w_of_row], l_of_row)):
+                rows[r] = windows[w][lead]
             try:
-                rows = self.filter_rows(stack[sub_mask])
+                rows = self.filter_rows(rows)
             except ECGInputError as err:
                 raise ECGInputError(f"{ids[owners[idx[0]]]}: {err}") from None
-            out = np.zeros(stack.shape)
-            out[sub_mask] = rows
-            out = self._normalize(out, sub_mask)
-            values[idx, :, :length] = out
+            rows = self._normalize(rows, w_of_row, len(idx))
+            values[idx[w_of_row], l_of_row, :length] = rows
             sample_mask[idx, :length] = True
-        values[~lead_mask] = self.padding_value
         return values, sample_mask
 
-    def _normalize(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """z-score over present leads only (missing leads are zero and must not shift the statistics)."""
+    def _normalize(self, rows: np.ndarray, window_of_row: np.ndarray, n_windows: int) -> np.ndarray:
+        """z-score of the present-lead rows (R, T) in place: `global` pools the rows of each window (missing leads
+        never enter the statistics), `per_lead` uses each row alone.
+
+        .. math:: \\mu = \\frac{1}{n}\\sum x, \\quad \\sigma = \\sqrt{\\frac{1}{n}\\sum x^2 - \\mu^2},
+            \\quad x \\leftarrow (x - \\mu) / (\\sigma + \\epsilon)
+        """
         if self.normalization == "none":
-            return x
-        eps = self.normalization_eps
-        if self.normalization == "per_lead":
-            mean = x.mean(axis=-1, keepdims=True)
-            std = x.std(axis=-1, keepdims=True)
-            return np.where(mask[..., None], (x - mean) / (std + eps), 0.0)
-        # missing leads are exactly zero here, so plain sums over all leads are sums over present leads
-        count = mask.sum(axis=1) * x.shape[-1]
-        mean = x.sum(axis=(1, 2)) / count
-        var = np.einsum("wlt,wlt->w", x, x) / count - mean**2
-        scale = 1.0 / (np.sqrt(np.maximum(var, 0.0)) + eps)
-        out = (x - mean[:, None, None]) * scale[:, None, None]
-        out[~mask] = 0.0
-        return out
+            return rows
+        total = rows.sum(axis=1, dtype=np.float64)
+        total_sq = np.einsum("rt,rt->r", rows, rows, dtype=np.float64)
+        count = np.full(len(rows), float(rows.shape[1]))
+        if self.normalization == "global":
+            per_window = [np.bincount(window_of_row, v, n_windows)[window_of_row] for v in (total, total_sq, count)]
+            total, total_sq, count = per_window
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        rows -= mean.astype(rows.dtype)[:, None]
+        rows *= (1.0 / (std + self.normalization_eps)).astype(rows.dtype)[:, None]
+        return rows
 
     # ------------------------------------------------------------------ extras
     def check_quality(self, signals, sampling_rate=None, lead_names=None, units=None, record_ids=None) -> list[list]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from functools import lru_cache
 
@@ -81,6 +82,35 @@ def bandpass_sos(low: float | None, high: float | None, order: int, fs: float) -
     return sos.copy(), padlen
 
 
+# --------------------------------------------------------------------------------------------- threads
+_CHUNK = 16  # rows per task: one filter tile; small enough to balance two cores that other jobs also use
+_POOL: ThreadPoolExecutor | None = None
+
+
+def num_threads() -> int:
+    """Worker threads of the numba backend: `ANYECG_NUM_THREADS` if set, else the CPU count."""
+    return max(1, int(os.environ.get("ANYECG_NUM_THREADS", 0) or os.cpu_count() or 1))
+
+
+def _for_chunks(fn, n_rows: int) -> None:
+    """Call `fn(start, stop)` on chunks of `_CHUNK` rows, in a thread pool when there is more than one chunk.
+
+    The kernels release the GIL; dynamic hand-out of small chunks keeps both cores busy even when the OS runs other
+    jobs on one of them (a static split would wait for the slowest half).
+    """
+    global _POOL
+    chunks = [(a, min(n_rows, a + _CHUNK)) for a in range(0, n_rows, _CHUNK)]
+    threads = min(num_threads(), len(chunks))
+    if threads <= 1:
+        for a, b in chunks:
+            fn(a, b)
+        return
+    if _POOL is None or _POOL._max_workers < threads:
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="anyecg-filters")
+    for future in [_POOL.submit(fn, a, b) for a, b in chunks]:
+        future.result()
+
+
 # --------------------------------------------------------------------------------------------- zero-phase IIR
 def zero_phase_filter(x: np.ndarray, sos: np.ndarray, padlen: int, backend: str = "auto") -> np.ndarray:
     """`scipy.signal.filtfilt` semantics for every row of `x` (R, N), float64.
@@ -103,17 +133,22 @@ def zero_phase_filter(x: np.ndarray, sos: np.ndarray, padlen: int, backend: str 
     if x.shape[0] == 0:
         return x.copy()
     if _use_numba(backend):
-        return _kernels.sos_filtfilt(x, np.ascontiguousarray(sos), signal.sosfilt_zi(sos), int(padlen))
+        out = np.empty_like(x)
+        sos = np.ascontiguousarray(sos, dtype=np.float64)
+        zi = signal.sosfilt_zi(sos)
+        _for_chunks(lambda a, b: _kernels.filtfilt_rows(x[a:b], out[a:b], sos, zi, int(padlen)), x.shape[0])
+        return out
     return signal.sosfiltfilt(np.array(sos), x, axis=-1, padtype="odd", padlen=padlen)
 
 
 # --------------------------------------------------------------------------------------------- running median
 def _order_keys(padded: np.ndarray) -> tuple[np.ndarray, int]:
-    """uint64 keys whose unsigned order is the float order, low bits replaced by the position.
+    """uint64 keys whose unsigned order is the float order, low bits replaced by the position (the numpy twin of
+    `_kernels.median_keys`, kept for tests and documentation).
 
-    The position bits make all keys distinct, so one (SIMD) `np.sort` gives every rank; values that agree in all but
-    the lowest `index_bits` mantissa bits (relative difference < 2**(index_bits - 52)) are ranked by position, which
-    can change a median by at most that much (< 1e-11 relative for 10 s at 500 Hz).
+    The position bits make all keys distinct, so one (SIMD) `np.sort` gives every rank. Values that agree in all but
+    the lowest `index_bits` mantissa bits are ranked by position; the numba sweep detects such groups and orders
+    them by their true values, so the median stays exact.
     """
     n = padded.shape[1]
     index_bits = max(1, int(n - 1).bit_length())
@@ -125,34 +160,96 @@ def _order_keys(padded: np.ndarray) -> tuple[np.ndarray, int]:
     return key, index_bits
 
 
+def _median_chunk(x: np.ndarray, out: np.ndarray, kernel_size: int, subtract: bool) -> None:
+    """Numba path for a chunk: keys, numpy's SIMD sort (GIL released), sweep. `out` may be `x`."""
+    h = kernel_size // 2
+    n_pos = x.shape[1] + 2 * h
+    index_bits = max(1, int(n_pos - 1).bit_length())
+    padded = np.empty((x.shape[0], n_pos))
+    keys = np.empty((x.shape[0], n_pos), np.uint64)
+    _kernels.median_keys(x, h, index_bits, padded, keys)
+    keys.sort(axis=-1)
+    _kernels.median_sweep(keys, padded, kernel_size, index_bits, x, out, subtract)
+
+
+def _check_kernel(kernel_size: int) -> None:
+    if kernel_size % 2 != 1 or kernel_size < 1:
+        raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
+
+
 def running_median(x: np.ndarray, kernel_size: int, backend: str = "auto") -> np.ndarray:
     """Running median of odd width `kernel_size` over every row, zero-padded at both ends exactly like
     `scipy.signal.medfilt(row, kernel_size)` (output `n` is the median of `x[n-h .. n+h]`, `h = kernel_size // 2`,
     with zeros outside the row).
 
-    Algorithm (numba backend): pad, rank all positions of each row at once with one vectorised sort, then sweep a
-    bitset over ranks holding the current window; the median pointer moves to a neighbouring set bit per step, so
-    the sweep is O(N) after the O(N log N) sort, and the result is the same element `medfilt` picks.
+    Algorithm (numba backend): pad, rank all positions of each row at once with one SIMD sort of order-preserving
+    uint64 keys (float bits, position in the low bits), then sweep a bitset over ranks holding the current window;
+    the median pointer moves to a neighbouring set bit per step, so the sweep is O(N) after the O(N log N) sort.
+    Values that tie in the truncated key are resolved by their true values, so the result is the element `medfilt`
+    picks, bit for bit.
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
-    if kernel_size % 2 != 1 or kernel_size < 1:
-        raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
+    _check_kernel(kernel_size)
     n_rows, n = x.shape
     if n_rows == 0 or kernel_size == 1:
         return x.copy()
-    h = kernel_size // 2
     if not _use_numba(backend):
         out = np.empty_like(x)
         for r in range(n_rows):  # scipy's 1-D rank filter is fast; its N-D path is not (fallback only)
             out[r] = ndimage.median_filter(x[r], size=kernel_size, mode="constant", cval=0.0)
         return out
-    index_bits = max(1, int(n + 2 * h - 1).bit_length())
-    padded, key = _kernels.order_keys(x, h, index_bits)
-    key.sort(axis=-1)
-    return _kernels.median_sweep(key, padded, n, kernel_size, index_bits)
+    out = np.empty_like(x)
+    _for_chunks(lambda a, b: _median_chunk(x[a:b], out[a:b], kernel_size, False), n_rows)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- fused chain
+def filter_chain(
+    x: np.ndarray,
+    stages: list[tuple[np.ndarray, int]],
+    kernel_size: int | None,
+    backend: str = "auto",
+    dtype=np.float64,
+) -> np.ndarray:
+    """`zero_phase_filter` with each `(sos, padlen)` of `stages` in turn, then subtract
+    `running_median(., kernel_size)` (skipped when `None`): the whole chain per chunk of rows while it is in cache.
+
+    `dtype=np.float64` gives exactly the numbers of the separate functions. `dtype=np.float32` filters in float32
+    (2x the SIMD width, half the memory traffic) and ranks float32 values: faster, with float32 round-off (see
+    `docs/processing.md` for the measured tolerance); the scipy backend ignores it (always float64).
+    """
+    for _, padlen in stages:
+        if x.shape[1] <= padlen:
+            raise ValueError(f"signal of {x.shape[1]} samples is too short for zero-phase filtering (needs > {padlen})")
+    if kernel_size is not None:
+        _check_kernel(kernel_size)
+    if not _use_numba(backend):
+        x = np.asarray(x, dtype=np.float64)
+        for sos, padlen in stages:
+            x = zero_phase_filter(x, sos, padlen, backend)
+        return x - running_median(x, kernel_size, backend) if kernel_size is not None else x
+    dtype = np.dtype(dtype)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    out = np.empty_like(x)
+    plans = [(np.ascontiguousarray(sos, dtype=dtype), signal.sosfilt_zi(sos).astype(dtype), int(p)) for sos, p in stages]
+
+    def run(a: int, b: int) -> None:
+        src = x[a:b]
+        for sos, zi, padlen in plans:
+            _kernels.filtfilt_rows(src, out[a:b], sos, zi, padlen)
+            src = out[a:b]
+        if not plans:
+            out[a:b] = src
+        if kernel_size is not None and kernel_size > 1:
+            _median_chunk(out[a:b], out[a:b], kernel_size, True)
+
+    if x.shape[0]:
+        _for_chunks(run, x.shape[0])
+    return out
 
 
 # --------------------------------------------------------------------------------------------- resampling
+@lru_cache(maxsize=256)
 def rational_ratio(fs_in: float, fs_out: float, max_denominator: int = 10000) -> tuple[int, int]:
     """`(up, down)` with `up / down = fs_out / fs_in`, e.g. (500, 257) for 257 Hz -> 500 Hz, (1, 2) for 1000 -> 500.
 
