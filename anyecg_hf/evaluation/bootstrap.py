@@ -109,59 +109,59 @@ class BootstrapSampler:
 
 
 def _label_design(score: np.ndarray, positive: np.ndarray, keep: np.ndarray):
-    """Sparse (3m + 1, n) matrix: rows 0..2m sum all kept rows by cell, rows 2m+1.. sum positives by score group."""
+    """Sparse (3m + 1, n) matrix summing kept rows' weights into cells of the m distinct positive scores u_q.
+
+    Rows 0..m: weight of rows with exactly r positive scores <= s (so rows 0..q hold the weight strictly below
+    u_q); rows m+1..2m: weight equal to u_q; rows 2m+1..3m: positive weight equal to u_q.
+    """
     rows_kept = np.flatnonzero(keep)
     s = score[rows_kept]
     pos = positive[rows_kept]
     u = np.unique(s[pos])
     m = len(u)
-    where = np.searchsorted(u, s, side="left")
-    equal = np.zeros(len(s), dtype=bool)
-    inside = where < m
-    equal[inside] = u[where[inside]] == s[inside]
-    cell = 2 * where + equal
-    rows = np.concatenate([cell, 2 * m + 1 + where[pos]])
-    cols = np.concatenate([rows_kept, rows_kept[pos]])
+    n_le = np.searchsorted(u, s, side="right")
+    n_lt = np.searchsorted(u, s, side="left")
+    equal = n_le > n_lt
+    rows = np.concatenate([n_le, m + 1 + n_lt[equal], 2 * m + 1 + n_lt[pos]])
+    cols = np.concatenate([rows_kept, rows_kept[equal], rows_kept[pos]])
     data = np.ones(len(rows), dtype=np.float32)
     design = sp.csr_matrix((data, (rows, cols)), shape=(3 * m + 1, len(score)))
     return design, m
 
 
 def _stats_from_cells(R: np.ndarray, m: int, total_bound: float, need_ap: bool):
-    """AUROC and AP per resample from the per-cell weight sums R of shape (3m + 1, B)."""
+    """AUROC and AP per resample from the per-cell weight sums R of shape (3m + 1, B) (see `_label_design`)."""
     B = R.shape[1]
     if m == 0:
         nan = np.full(B, np.nan)
         return nan, nan.copy()
-    A = R[: 2 * m + 1]
-    P = R[2 * m + 1 :]
-    cumA = np.cumsum(A, axis=0)
+    below = np.cumsum(R[:m], axis=0)  # weight strictly below u_q
+    tie = R[m + 1 : 2 * m + 1]  # weight equal to u_q (positives included)
+    P = R[2 * m + 1 :]  # positive weight equal to u_q
     pos_total = P.sum(axis=0, dtype=np.float64)
-    all_total = cumA[-1].astype(np.float64)
+    all_total = below[-1].astype(np.float64) + R[m].astype(np.float64)
     neg_total = all_total - pos_total
-    below = cumA[0 : 2 * m : 2]  # weight strictly below u_q
-    tie = A[1 : 2 * m + 1 : 2]  # weight equal to u_q (positives included)
+    # integer weights: float32 products are exact while they stay below 2^24; sums accumulate in float64
     exact32 = R.dtype == np.float32 and 2.0 * total_bound * float(P.max(initial=0.0)) < _EXACT_F32
-    if exact32:
-        x = below * 2
-        x += tie
-        x *= P
-        num2 = x.sum(axis=0, dtype=np.float64)
-    else:
-        num2 = np.einsum("qb,qb->b", P.astype(np.float64), 2.0 * below.astype(np.float64) + tie)
-    num2 -= pos_total**2
+    work = R.dtype if exact32 else np.float64
+    x = below.astype(work, copy=True)
+    x *= 2
+    x += tie
+    x *= P
+    num2 = x.sum(axis=0, dtype=np.float64) - pos_total**2
+    undefined = (pos_total <= 0) | (neg_total <= 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         auroc = num2 / (2.0 * pos_total * neg_total)
-    undefined = (pos_total <= 0) | (neg_total <= 0)
     auroc[undefined] = np.nan
     if not need_ap:
         return auroc, None
-    P64 = P.astype(np.float64)
-    tp_ge = np.cumsum(P64[::-1], axis=0)[::-1]  # positive weight with score >= u_q
-    all_ge = all_total[None, :] - below.astype(np.float64)  # all weight with score >= u_q
+    # AP = sum_q P_q / P * TP(s >= u_q) / ALL(s >= u_q)
+    tp_ge = np.cumsum(P[::-1], axis=0, dtype=work)[::-1]
+    all_ge = np.subtract(all_total.astype(work)[None, :], below, dtype=work)
     with np.errstate(invalid="ignore", divide="ignore"):
-        prec = np.where(all_ge > 0, tp_ge / np.where(all_ge > 0, all_ge, 1.0), 0.0)
-        ap = np.einsum("qb,qb->b", P64, prec) / pos_total
+        np.divide(tp_ge, all_ge, out=tp_ge, where=all_ge > 0)
+        tp_ge *= P
+        ap = tp_ge.sum(axis=0, dtype=np.float64) / pos_total
     ap[undefined] = np.nan
     return auroc, ap
 
