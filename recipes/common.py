@@ -52,6 +52,7 @@ from anyecg_hf.data import (  # noqa: E402
     prepare_dataset,
 )
 from anyecg_hf.data.predict import collect_predictions, evaluate_predictions  # noqa: E402
+from anyecg_hf.evaluation import write_model_card, write_report  # noqa: E402
 from anyecg_hf.modeling import AnyECGConfig, AnyECGForDiagnosis, LabelSpace  # noqa: E402
 
 logger = logging.getLogger("anyecg.recipes")
@@ -539,11 +540,13 @@ def run(cfg: dict, task: Task) -> dict:
                disable=not (t["progress_bar"] and accelerator.is_local_main_process))
     running, n_running = 0.0, 0
     stopped = False
+    local_batch = 0  # records per process in a batch (batch_size / num_processes)
     while state.step < max_steps and not stopped:
         train_dl.set_epoch(state.epoch)
         train_collator.set_epoch(state.epoch)
         loader = accelerator.skip_first_batches(train_dl, state.batches_in_epoch) if state.batches_in_epoch else train_dl
         for batch in loader:
+            local_batch = local_batch or int(batch["input_values"].shape[0])
             with accelerator.accumulate(model):
                 outputs = model(**batch)
                 loss = outputs.loss
@@ -603,7 +606,8 @@ def run(cfg: dict, task: Task) -> dict:
         save_model(unwrapped, fe, final, cfg, task, result, split=final_split, source=source, state=state)
     accelerator.wait_for_everyone()
     summary = {
-        "status": "done", "step": state.step, "num_processes": accelerator.num_processes, "output_dir": str(out),
+        "status": "done", "step": state.step, "num_processes": accelerator.num_processes, "local_batch_size": local_batch,
+        "output_dir": str(out),
         "final_model": str(final),
         "best_metric": best_metric_name, "best_value": state.best_metric, "best_step": state.best_step,
         "final_split": final_split, "final_metrics": {} if result is None else result.metrics,
@@ -661,52 +665,23 @@ def save_model(model, fe, folder: Path, cfg: dict, task: Task, result, split: st
     (folder / "training_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     diag = None if result is None else result.diagnosis_report
     risk = None if result is None else result.risk_report
-    try:
-        from anyecg_hf.evaluation import write_report
-
-        write_report(folder / "evaluation", diagnosis_report=diag, risk_report=risk)
-    except (ImportError, AttributeError) as err:  # evaluation module without a report writer
-        logger.warning("evaluation report not written: %s", err)
+    dataset_name = f"{cfg['data']['dataset']} [{split}]"
+    if diag is not None or risk is not None:
+        write_report(folder / "evaluation", diagnosis_report=diag, risk_report=risk, dataset_name=dataset_name)
     if result is not None and result.regression_table is not None and len(result.regression_table):
         (folder / "evaluation").mkdir(exist_ok=True)
         result.regression_table.to_csv(folder / "evaluation" / "regression.csv", index=False)
-    write_card(folder, model, cfg, task, diag, risk, split, source, state)
-
-
-def write_card(folder: Path, model, cfg: dict, task: Task, diag, risk, split: str, source: str, state: TrainState) -> None:
-    """README.md model card through `anyecg_hf.evaluation.write_model_card`, with the training details."""
     t = cfg["training"]
     training = (
         f"Fine-tuned with `recipes/finetune_{task.name}.py` from `{source}`: {state.step} optimizer steps, strategy "
         f"`{t['strategy']}`, learning rate {t['learning_rate']:g} ({t['lr_scheduler']} schedule), global batch "
         f"{t['batch_size']} x {t['gradient_accumulation_steps']} accumulation, seed {t['seed']}, class weighting "
         f"`{t['class_weighting']}`, augmentations {json.dumps(cfg['augmentation']) if cfg['augmentation'] else 'none'}. "
-        f"Dataset: `{cfg['data']['dataset']}`; evaluation split: `{split}`. The full configuration is in "
-        "`training_config.yaml`."
+        f"Dataset: `{cfg['data']['dataset']}`. The full configuration is in `training_config.yaml`."
     )
-    try:
-        from anyecg_hf.evaluation import write_model_card
-
-        params = inspect.signature(write_model_card).parameters
-        kwargs = {"diagnosis_report": diag, "risk_report": risk}
-        for name, value in (("config", model.config), ("training_data", training), ("training_details", training),
-                            ("dataset_name", str(cfg["data"]["dataset"])), ("base_model", source)):
-            if name in params:
-                kwargs[name] = value
-        first = next(iter(params))
-        write_model_card(folder, **{k: v for k, v in kwargs.items() if k in params or any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())}) if first in ("folder", "path", "save_directory", "model_dir", "directory", "out_dir") \
-            else write_model_card(folder, **kwargs)
-        return
-    except (ImportError, AttributeError, TypeError) as err:
-        logger.warning("evaluation.write_model_card unavailable (%s); writing a minimal model card", err)
-    lines = ["---", "library_name: transformers", "tags: [ecg, anyecg]", "---", f"# AnyECG {task.name} model", "",
-             "Research use only; not a medical device.", "", "## Training", training, ""]
-    if diag is not None:
-        lines += [diag.to_markdown(max_rows=20), ""]
-    if risk is not None:
-        lines += [risk.to_markdown(max_rows=20), ""]
-    (folder / "README.md").write_text("\n".join(lines))
+    base = source if source not in ("scratch",) and not os.path.exists(str(source)) else None
+    write_model_card(folder, config=model.config, diagnosis_report=diag, risk_report=risk, base_model=base,
+                     training_data=training, dataset_name=dataset_name, overwrite=True)
 
 
 def push_to_hub(folder: Path, hub: dict) -> str:

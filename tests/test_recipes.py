@@ -138,6 +138,9 @@ def test_diagnosis_recipe_overfits_and_saves_a_loadable_model(diagnosis_run, dat
                  "training_config.yaml"):
         assert (final / name).exists(), name
     assert yaml.safe_load((final / "training_config.yaml").read_text())["augmentation"] == {"amplitude_scale": [0.9, 1.1]}
+    card = (final / "README.md").read_text()
+    assert "amplitude_scale" in card and "not a medical device" in card.lower() and STACH in card
+    assert (final / "evaluation" / "diagnosis" / "table.csv").exists()
     model = AutoModel.from_pretrained(final)
     assert type(model).__name__ == AnyECGForDiagnosis.__name__
     assert model.config.label_space.ids[0] == STACH  # most frequent code first, from the dataset
@@ -207,7 +210,10 @@ def test_profiling_recipe_trains_all_heads(dataset, tmp_path):
 
 
 def test_two_processes_match_one(dataset, tmp_path):
-    """`accelerate launch --num_processes 2 --cpu` (gloo DDP, split batches) gives one process's metrics."""
+    """Two CPU processes (torchrun, gloo DDP, split batches) give one process's losses, weights and metrics.
+
+    accelerate 1.x's `accelerate launch --cpu --num_processes 2` starts one process unless an MPI hostfile is given,
+    so multi-CPU runs use torchrun, which Accelerate picks up from the environment."""
     _recipe("diagnosis")
     cfgs = {}
     for name in ("one", "two"):
@@ -218,13 +224,13 @@ def test_two_processes_match_one(dataset, tmp_path):
         cfgs[name] = path
     one = _run("diagnosis", yaml.safe_load(cfgs["one"].read_text()))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "ACCELERATE_USE_CPU": "true"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            str(RECIPES / "finetune_diagnosis.py"), "--config", str(cfgs["two"])]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "trainer_state.json").read_text())
     assert two["step"] == one["step"] == 3 and two["num_processes"] == 2 and one["num_processes"] == 1
+    assert one["local_batch_size"] == 10 and two["local_batch_size"] == 5  # each process saw half of every batch
     for a, b in zip(one["history"], two["history"]):
         assert abs(a["loss"] - b["loss"]) < 1e-4, (a, b)
     for key, value in one["final_metrics"].items():
@@ -244,10 +250,13 @@ def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         code = main(["evaluate", "--model", str(out / "final"), "--dataset", str(dataset), "--split", "test",
-                     "--out", str(report), "--n-bootstrap", "20", "--no-plots"])
+                     "--out", str(report), "--n-bootstrap", "20"])
     assert code == 0
     files = {p.name for p in report.iterdir()}
-    assert {"metrics.json", "model_card_section.md", "predictions.parquet"} <= files
+    assert {"metrics.json", "model_card_section.md", "predictions.parquet", "report.md", "diagnosis"} <= files
+    assert (report / "diagnosis" / "forest_auroc.png").stat().st_size > 1000
+    table = pd.read_csv(report / "diagnosis" / "table.csv")
+    assert table["auroc_ci_low"].notna().any()  # bootstrap CIs were computed
     metrics = json.loads((report / "metrics.json").read_text())
     preds = pd.read_parquet(report / "predictions.parquet")
     test = load_ecg_dataset(dataset, split="test")
@@ -259,4 +268,4 @@ def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
         if 0 < y[:, j].sum() < len(y):
             aucs.append(roc_auc_score(y[:, j], preds[f"prob_{c.id}"]))
     assert np.isclose(metrics["macro_auroc"], np.mean(aucs), atol=1e-6)
-    assert "Evaluation" in (report / "model_card_section.md").read_text()
+    assert "macro" in (report / "model_card_section.md").read_text().lower()

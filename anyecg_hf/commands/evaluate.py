@@ -4,10 +4,7 @@ evaluation tables, plots and a model-card section (`anyecg_hf.evaluation`)."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
-
-logger = logging.getLogger(__name__)
 
 
 def register(subparsers) -> None:
@@ -32,7 +29,6 @@ def register(subparsers) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--subgroups", default="sex,age_band",
                    help="comma-separated subgroup columns (sex, age_band, site, ...; 'none' to skip)")
-    p.add_argument("--no-plots", action="store_true", help="skip the figures")
     p.set_defaults(func=run)
 
 
@@ -129,8 +125,7 @@ def run(args) -> int:
         raise CLIError(f"{args.dataset} [{args.split}] has no targets this model predicts (diagnosis labels for its "
                        "classifier, time_/event_ columns for its risk head).")
     out = Path(args.out)
-    written = write_evaluation(out, result, model_name=args.model, dataset=f"{args.dataset} [{args.split}]",
-                               plots=not args.no_plots)
+    written = write_evaluation(out, result, model_name=args.model, dataset=f"{args.dataset} [{args.split}]")
     _write_predictions(out, ds, preds, config)
     print(f"wrote {out}: {', '.join(sorted(written))}")
     for key, value in result.metrics.items():
@@ -138,46 +133,19 @@ def run(args) -> int:
     return 0
 
 
-def write_evaluation(out: Path, result, model_name: str, dataset: str, plots: bool = True) -> list[str]:
-    """Tables, plots, summary and a model-card section for an `EvaluationResult` (via `anyecg_hf.evaluation`)."""
+def write_evaluation(out: Path, result, model_name: str, dataset: str) -> list[str]:
+    """Tables, figures, summary and model-card section of an `EvaluationResult` (`anyecg_hf.evaluation.write_report`),
+    plus `metrics.json` and, for a regression head, `regression.csv`."""
+    from ..evaluation import write_report
+
     out.mkdir(parents=True, exist_ok=True)
-    diag, risk = result.diagnosis_report, result.risk_report
-    written = None
-    try:
-        from ..evaluation import write_report
-
-        written = write_report(out, diagnosis_report=diag, risk_report=risk, **({} if plots else {"plots": False}))
-    except TypeError:  # writer without a plots switch
-        from ..evaluation import write_report
-
-        written = write_report(out, diagnosis_report=diag, risk_report=risk)
-    except (ImportError, AttributeError):
-        written = None
-    if written is None:  # fall back to the reports' own writers
-        for rep, stem in ((diag, "diagnosis"), (risk, "risk")):
-            if rep is None:
-                continue
-            rep.to_csv(out / f"{stem}_table.csv")
-            (out / f"{stem}.md").write_text(rep.to_markdown())
-            (out / f"{stem}_summary.json").write_text(json.dumps(rep.summary, indent=1, default=float))
-            if plots:
-                try:
-                    rep.plot(out / f"{stem}_forest.png")
-                except Exception as err:  # noqa: BLE001 - a figure must not lose the tables
-                    logger.warning("plot failed: %s", err)
+    if result.diagnosis_report is not None or result.risk_report is not None:
+        write_report(out, diagnosis_report=result.diagnosis_report, risk_report=result.risk_report,
+                     dataset_name=dataset)
     if result.regression_table is not None and len(result.regression_table):
         result.regression_table.to_csv(out / "regression.csv", index=False)
-    section = None
-    try:
-        from ..evaluation import model_card_section
-
-        section = model_card_section(diagnosis_report=diag, risk_report=risk)
-    except (ImportError, AttributeError, TypeError):
-        parts = [r.to_markdown(max_rows=20) for r in (diag, risk) if r is not None]
-        section = "\n\n".join(parts)
-    header = f"## Evaluation\n\nModel `{model_name}` on `{dataset}`.\n\n"
-    (out / "model_card_section.md").write_text(header + (section or ""))
-    (out / "metrics.json").write_text(json.dumps(result.metrics, indent=1, default=float))
+    (out / "metrics.json").write_text(json.dumps({"model": model_name, "dataset": dataset, **result.metrics},
+                                                 indent=1, default=float))
     return sorted(p.name for p in out.iterdir())
 
 
