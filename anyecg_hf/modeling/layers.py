@@ -262,7 +262,7 @@ class Stage(nn.Module):
         self.channel_major = out_channels >= CHANNEL_MAJOR_MIN_WIDTH
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channel_major:
+        if self.channel_major and not torch.compiler.is_exporting():
             x = x.contiguous()
         for block in self.blocks:
             x = block(x)
@@ -286,5 +286,6 @@ class Stem(nn.Module):
         self.norm = nn.BatchNorm1d(out_channels) if use_batch_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv(time_major(x))
+        # Exported graphs (ONNX) carry no memory layout: skip the copy, which would also add stride guards.
+        h = self.conv(x if torch.compiler.is_exporting() else time_major(x))
         return F.silu(h if self.norm is None else self.norm(h))
