@@ -57,15 +57,45 @@ def reference_loss(eta, times, events, mask):
     return float(np.mean(per_condition))
 
 
-def test_cox_loss_equals_hand_written_efron():
+@pytest.mark.parametrize("implementation", ["vectorized", "torchsurv"])
+def test_cox_loss_equals_hand_written_efron(implementation):
     rng = np.random.default_rng(1)
     eta = rng.normal(0, 0.8, size=TIMES.shape)
-    loss = cox_partial_likelihood_loss(torch.tensor(eta), torch.tensor(TIMES), torch.tensor(EVENTS), torch.tensor(MASK))
+    args = (torch.tensor(eta), torch.tensor(TIMES), torch.tensor(EVENTS), torch.tensor(MASK))
+    loss = cox_partial_likelihood_loss(*args, implementation=implementation)
     expected = reference_loss(eta, TIMES, EVENTS, MASK)
     assert abs(loss.item() - expected) < 1e-6, (loss.item(), expected)
+    # float32 scores as a model gives them
+    loss32 = cox_partial_likelihood_loss(args[0].float(), *args[1:], implementation=implementation)
+    assert loss32.dtype == torch.float32 and abs(loss32.item() - reference_loss(eta.astype(np.float32), TIMES, EVENTS, MASK)) < 1e-6
     # the ties really are handled by Efron (Breslow's approximation gives a different value)
-    breslow = cox_partial_likelihood_loss(torch.tensor(eta), torch.tensor(TIMES), torch.tensor(EVENTS), torch.tensor(MASK), ties_method="breslow")
+    breslow = cox_partial_likelihood_loss(*args, ties_method="breslow", implementation=implementation)
     assert abs(breslow.item() - expected) > 1e-3
+
+
+def test_cox_vectorized_equals_torchsurv_values_and_gradients():
+    rng = np.random.default_rng(8)
+    b, k = 60, 7
+    times = np.round(rng.exponential(4.0, size=(b, k)), 0)  # heavy ties, including events tied with censorings
+    events = (rng.uniform(size=(b, k)) < 0.5).astype(float)
+    mask = (rng.uniform(size=(b, k)) < 0.8).astype(float)
+    mask[:, 5] = 0  # all masked
+    mask[:, 6] = 0
+    mask[3, 6], events[3, 6] = 1, 1  # a single person, with the event
+    times[rng.uniform(size=(b, k)) < 0.05] = np.nan  # unknown follow-up
+    eta_np = rng.normal(0, 2, size=(b, k))
+    grads, values = [], []
+    for implementation in ("vectorized", "torchsurv"):
+        eta = torch.tensor(eta_np, dtype=torch.float32, requires_grad=True)
+        loss = cox_partial_likelihood_loss(eta, times, events, mask, implementation=implementation)
+        loss.backward()
+        values.append(loss.item())
+        grads.append(eta.grad.clone())
+    assert abs(values[0] - values[1]) < 1e-6
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    assert torch.equal(grads[0][:, 5], torch.zeros(b)) and torch.equal(grads[0][:, 6], torch.zeros(b))
+    keep = (mask > 0) & np.isfinite(times)
+    assert abs(values[0] - reference_loss(eta_np.astype(np.float32), np.nan_to_num(times), events, keep)) < 1e-6
 
 
 def test_cox_loss_matches_lifelines_efron_log_likelihood():

@@ -312,10 +312,12 @@ class AnyECGRiskPreTrainedModel(AnyECGPreTrainedModel):
                 if not hasattr(batch, "keys") or "input_values" not in batch:
                     raise ValueError(f"dataloader batch {i} must be a dict with 'input_values' (and 'event_times', 'events').")
                 inputs = {k: batch[k].to(self.device) for k in ("input_values", "lead_mask", "sample_mask") if batch.get(k) is not None}
-                out = self(**inputs)
-                got["risk_scores"].append(out.risk_scores.float().cpu().numpy())
-                if want_diagnosis and getattr(out, "diagnosis_logits", None) is not None:
-                    got["diagnosis_probs"].append(torch.sigmoid(out.diagnosis_logits.float()).cpu().numpy())
+                # backbone and heads only: absolute risks are not needed (and may not be fitted yet)
+                pooled = self.dropout(self.anyecg(**inputs, return_dict=True).pooler_output)
+                if self.has_risk_head:
+                    got["risk_scores"].append(self.risk_head(pooled, self.config.risk_horizons)["risk_scores"].float().cpu().numpy())
+                if want_diagnosis and getattr(self, "classifier", None) is not None:
+                    got["diagnosis_probs"].append(torch.sigmoid(self.classifier(pooled).float()).cpu().numpy())
                 for k in keys:
                     if batch.get(k) is not None:
                         got[k].append(np.asarray(torch.as_tensor(batch[k]).cpu().numpy(), dtype=np.float64))

@@ -82,14 +82,15 @@ def prepare_survival_targets(
     ev = as_matrix("events", events, torch.float64)
     keep = torch.isfinite(times) & torch.isfinite(ev)
     if mask is not None:
-        keep = keep & as_matrix("at_risk_mask", mask, torch.float64).nan_to_num(0.0).bool()
-    if bool((times[keep] < 0).any()):
-        raise ValueError("event_times must be >= 0 years for people at risk (mask those with unknown follow-up).")
-    if bool(((ev[keep] != 0) & (ev[keep] != 1)).any()):
+        keep = keep & (as_matrix("at_risk_mask", mask, torch.float64).nan_to_num(0.0) != 0)
+    bad_time = keep & (times < 0)
+    bad_event = keep & (ev != 0) & (ev != 1)
+    if bool((bad_time | bad_event).any()):  # one device sync for both checks
+        if bool(bad_time.any()):
+            raise ValueError("event_times must be >= 0 years for people at risk (mask those with unknown follow-up).")
         raise ValueError("events must be 0 (censored) or 1 (event) where at risk.")
-    times = torch.where(keep, times, torch.zeros_like(times))
-    ev = torch.where(keep, ev, torch.zeros_like(ev)).bool()
-    return times, ev, keep
+    times = torch.where(keep, times, torch.zeros((), dtype=times.dtype, device=device))
+    return times, keep & (ev == 1), keep
 
 
 def _empty_zero(x: torch.Tensor) -> torch.Tensor:
@@ -104,6 +105,7 @@ def cox_partial_likelihood_loss(
     events,
     mask=None,
     ties_method: str = "efron",
+    implementation: str = "vectorized",
 ) -> torch.Tensor:
     r"""Multi-condition negative Cox partial log-likelihood (Efron ties by default).
 
@@ -117,8 +119,7 @@ def cox_partial_likelihood_loss(
         \ell_c = \sum_k \Big[\sum_{i\in H_k} \eta_{ic} - \sum_{r=0}^{d_k-1}
                  \log\Big(\sum_{j\in R_k}\lambda_j - \frac{r}{d_k}\sum_{i\in H_k}\lambda_i\Big)\Big]
 
-    (computed by `torchsurv.loss.cox.neg_partial_log_likelihood(..., ties_method="efron", reduction="sum")`). The
-    loss is reduced as
+    (Breslow's approximation drops the :math:`r/d_k` term). The loss is reduced as
 
     .. math:: L = \frac{1}{|C^+|}\sum_{c \in C^+} \frac{-\ell_c}{D_c}
 
@@ -128,22 +129,41 @@ def cox_partial_likelihood_loss(
     still has a `grad_fn` (zero gradient), so `loss.backward()` works in every batch. A condition with a single
     person (who has the event) has :math:`\ell_c = 0`.
 
+    Two implementations give the same value (tested to 1e-6 against each other and a hand-written formula):
+
+    * `"torchsurv"`: `torchsurv.loss.cox.neg_partial_log_likelihood(..., reduction="sum")` on each condition's
+      people, selected by boolean indexing. One call per condition with events (~ms each), fine for a few
+      conditions, slow for hundreds.
+    * `"vectorized"` (default): all conditions at once in float64 (float32 on MPS): one sort per batch, tie groups
+      by scatter-add. Masked entries are swapped out by `torch.where` before any arithmetic (their score is never
+      used, so a NaN there cannot reach the loss or the gradient). About 1,000x faster at 1,172 conditions (see
+      `benchmarks/bench_risk_loss.py`).
+
     Args:
         log_hz (`torch.Tensor` of shape `(batch, n_risk)`): log relative hazards (`risk_scores` of the Cox head).
         event_times, events, mask: see `prepare_survival_targets`.
         ties_method (`str`, *optional*, defaults to `"efron"`): `"efron"` or `"breslow"`.
+        implementation (`str`, *optional*, defaults to `"vectorized"`): `"vectorized"` or `"torchsurv"`.
 
     Returns:
-        `torch.Tensor` of shape `()` in `log_hz.dtype` (torchsurv computes in float32).
+        `torch.Tensor` of shape `()` in `log_hz.dtype`.
     """
     if log_hz.dim() != 2:
         raise ValueError(f"log_hz must be (batch, n_risk), got shape {tuple(log_hz.shape)}.")
     if ties_method not in ("efron", "breslow"):
         raise ValueError(f"ties_method must be 'efron' or 'breslow', got {ties_method!r}.")
+    if implementation not in ("vectorized", "torchsurv"):
+        raise ValueError(f"implementation must be 'vectorized' or 'torchsurv', got {implementation!r}.")
     times, ev, keep = prepare_survival_targets(log_hz, event_times, events, mask)
-    n_events = (ev & keep).sum(0)
+    n_events = ev.sum(0)
+    present = n_events > 0
+    if not bool(present.any()):
+        return _empty_zero(log_hz)
+    if implementation == "vectorized":
+        nll = _cox_nll_per_condition(log_hz, times, ev, keep, ties_method)
+        return (nll[present] / n_events[present].to(nll.dtype)).mean().to(log_hz.dtype)
     per_condition = []
-    for c in torch.nonzero(n_events > 0).flatten().tolist():
+    for c in torch.nonzero(present).flatten().tolist():
         sel = keep[:, c]
         eta, t, e = log_hz[sel, c], times[sel, c], ev[sel, c]
         if eta.numel() == 1:  # one person, who has the event: log(lambda / lambda) = 0
@@ -153,9 +173,41 @@ def cox_partial_likelihood_loss(
             warnings.filterwarnings("ignore", message="Ties in `time` detected")
             nll = neg_partial_log_likelihood(eta, e, t, ties_method=ties_method, reduction="sum")
         per_condition.append(nll.to(log_hz.dtype) / n_events[c].to(log_hz.dtype))
-    if not per_condition:
-        return _empty_zero(log_hz)
     return torch.stack(per_condition).mean()
+
+
+def _cox_nll_per_condition(log_hz, times, events, keep, ties_method: str) -> torch.Tensor:
+    """Negative partial log-likelihood summed over events, per condition: `(n_risk,)` (see
+    `cox_partial_likelihood_loss`). `events` must already be False where `keep` is False."""
+    work = torch.float32 if log_hz.device.type == "mps" else torch.float64
+    # conditions on the first axis, people contiguous on the last: sorting and scatter run along contiguous rows
+    keep, events = keep.t().contiguous(), events.t().contiguous()
+    zero = torch.zeros((), dtype=work, device=log_hz.device)
+    eta = torch.where(keep, log_hz.t().to(work), zero)  # masked scores are replaced, never used
+    shift = torch.where(keep, eta, torch.full_like(eta, -math.inf)).amax(1, keepdim=True).detach()
+    shift = torch.where(torch.isfinite(shift), shift, zero)
+    w = torch.where(keep, torch.exp(eta - shift), zero)  # lambda / exp(shift); 0 for masked people
+    t = torch.where(keep, times.t().to(work), torch.full_like(eta, math.inf))  # masked people sort last
+    t_sorted, order = torch.sort(t, dim=1, stable=True)
+    w_s, eta_s, e_s = w.gather(1, order), eta.gather(1, order), events.gather(1, order)
+    e_f = e_s.to(work)
+    # tie groups of equal times, numbered 0.. along each condition's sorted people
+    new_group = torch.ones_like(e_s)
+    new_group[:, 1:] = t_sorted[:, 1:] != t_sorted[:, :-1]
+    gid = new_group.long().cumsum(1) - 1
+    group_sum = lambda v: torch.zeros_like(w_s).scatter_add(1, gid, v)  # noqa: E731
+    risk_sum = group_sum(w_s).flip(1).cumsum(1).flip(1)  # sum of w over groups >= g (risk set R_g)
+    d = group_sum(e_f)  # events per group
+    tied_sum = group_sum(torch.where(e_s, w_s, zero))  # sum of w over the group's events
+    if ties_method == "efron":
+        events_before = (d.cumsum(1) - d).gather(1, gid)
+        rank = e_f.cumsum(1) - 1 - events_before  # r = 0..d-1 within a group's events
+        frac = rank / d.gather(1, gid).clamp_min(1)
+    else:
+        frac = torch.zeros_like(e_f)
+    denom = torch.where(e_s, risk_sum.gather(1, gid) - frac * tied_sum.gather(1, gid), torch.ones_like(e_f))
+    contrib = torch.where(e_s, (eta_s - shift) - torch.log(denom), zero)
+    return -contrib.sum(1)
 
 
 def _as_edges(time_bins, device, dtype=torch.float64) -> torch.Tensor:
