@@ -602,8 +602,9 @@ def run(cfg: dict, task: Task) -> dict:
     final_split = "test" if "test" in eval_dls else "eval"
     result = evaluate(final_split, n_bootstrap=cfg["evaluation"]["n_bootstrap"])
     final = out / "final"
+    weights = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        save_model(unwrapped, fe, final, cfg, task, result, split=final_split, source=source, state=state)
+        save_model(unwrapped, fe, final, cfg, task, result, split=final_split, source=source, state=state, weights=weights)
     accelerator.wait_for_everyone()
     summary = {
         "status": "done", "step": state.step, "num_processes": accelerator.num_processes, "local_batch_size": local_batch,
@@ -634,8 +635,9 @@ def _periodic_eval(evaluate, state, metric_name, accelerator, model, fe, out, cf
     better = state.best_metric is None or (value < state.best_metric if metric_mode(metric_name) == "min" else value > state.best_metric)
     if better:
         state.best_metric, state.best_step = value, state.step
+        weights = accelerator.get_state_dict(model)  # collective under FSDP: every process calls it
         if accelerator.is_main_process:
-            accelerator.unwrap_model(model).save_pretrained(str(out / "best"))
+            accelerator.unwrap_model(model).save_pretrained(str(out / "best"), state_dict=weights)
             fe.save_pretrained(str(out / "best"))
         accelerator.wait_for_everyone()
 
@@ -653,11 +655,14 @@ def predictions_on_train(prepared_model, data: DataBundle, cfg: dict, accelerato
 
 
 # ============================================================================================== 8. saving
-def save_model(model, fe, folder: Path, cfg: dict, task: Task, result, split: str, source: str, state: TrainState) -> None:
+def save_model(model, fe, folder: Path, cfg: dict, task: Task, result, split: str, source: str, state: TrainState,
+               weights: dict | None = None) -> None:
     """Write a complete model folder: weights, config, feature extractor, label spaces, evaluation report, model
-    card (README.md) and the training config. `pipeline(model=folder)` and `AutoModel.from_pretrained` load it."""
+    card (README.md) and the training config. `pipeline(model=folder)` and `AutoModel.from_pretrained` load it.
+
+    `weights` is the full state dict (`accelerator.get_state_dict`, gathered under FSDP); default the model's own."""
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder))
+    model.save_pretrained(str(folder), state_dict=weights)
     fe.save_pretrained(str(folder))
     model.config.label_space.save(str(folder / "label_space.csv"))
     if getattr(model.config, "risk_label_space", None) is not None:

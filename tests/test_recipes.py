@@ -269,3 +269,51 @@ def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
             aucs.append(roc_auc_score(y[:, j], preds[f"prob_{c.id}"]))
     assert np.isclose(metrics["macro_auroc"], np.mean(aucs), atol=1e-6)
     assert "macro" in (report / "model_card_section.md").read_text().lower()
+
+
+def test_shipped_configs_are_valid_and_bad_keys_are_rejected(tmp_path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    _recipe("diagnosis")
+    import common
+
+    for name in ("diagnosis", "risk", "profiling", "tiny_cpu"):
+        cfg = common.load_config(RECIPES / "configs" / f"{name}.yaml", ["training.max_steps=7", "data.dataset=/x"])
+        assert cfg["training"]["max_steps"] == 7 and cfg["data"]["dataset"] == "/x"
+    cfg = common.load_config(RECIPES / "configs" / "diagnosis.yaml")
+    assert cfg["augmentation"]["lead_dropout"] == 0.1 and cfg["training"]["strategy"] == "llrd"
+    for name in ("cpu", "ddp", "fsdp", "multinode"):
+        acc = load_config_from_file(str(RECIPES / "configs" / f"accelerate_{name}.yaml"))
+        assert acc.distributed_type is not None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training:\n  learning_rat: 0.1\ndata: {dataset: /x}\n")
+    with pytest.raises(ValueError, match="learning_rat"):
+        common.load_config(bad)
+    bad.write_text("augmentation: {gausian_noise: 0.1}\ndata: {dataset: /x}\n")
+    with pytest.raises(ValueError, match="gausian_noise"):
+        common.load_config(bad)
+
+
+def test_parameter_groups_llrd_and_linear_probe():
+    _recipe("diagnosis")
+    import common
+
+    from anyecg_hf.modeling import AnyECGForDiagnosis
+    from anyecg_hf.testing import tiny_config
+
+    model = AnyECGForDiagnosis(tiny_config())
+    groups = common.parameter_groups(model, "llrd", 1.0, 0.1, layer_decay=0.5, head_lr=2.0)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    wd_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named["anyecg.stem.conv.weight"])] == 0.5**3  # 2 stages: stem depth 0, heads depth 3
+    assert lr_of[id(named["anyecg.stages.0.blocks.0.conv1.weight"])] == 0.5**2
+    assert lr_of[id(named["anyecg.stages.1.blocks.1.conv1.weight"])] == 0.5
+    assert lr_of[id(named["classifier.weight"])] == 2.0
+    assert wd_of[id(named["classifier.bias"])] == 0.0 and wd_of[id(named["classifier.weight"])] == 0.1
+    probe = common.parameter_groups(model, "linear_probe", 1.0, 0.0)
+    trained = {id(p) for g in probe for p in g["params"]}
+    assert trained == {id(named["classifier.weight"]), id(named["classifier.bias"])}
+    assert not named["anyecg.stem.conv.weight"].requires_grad
+    w = common.positive_weights(np.array([[1, 0], [0, 0], [0, 0], [0, 1]], float), np.ones((4, 2), bool), "balanced", 100)
+    assert w == [3.0, 3.0]

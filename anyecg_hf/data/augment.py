@@ -92,10 +92,10 @@ class ECGAugmentation:
             x *= rng.uniform(*self.amplitude_scale, size=(leads, 1)).astype(np.float32)
         if self.baseline_wander > 0:
             t = np.arange(n, dtype=np.float32) / np.float32(sampling_rate)
-            f = rng.uniform(*self.baseline_wander_hz, size=(leads, 1))
-            phase = rng.uniform(0, 2 * np.pi, size=(leads, 1))
-            x += (self.baseline_wander * np.sin(2 * np.pi * f * t + phase)).astype(np.float32)
+            omega = (2 * np.pi * rng.uniform(*self.baseline_wander_hz, size=(leads, 1))).astype(np.float32)
+            phase = rng.uniform(0, 2 * np.pi, size=(leads, 1)).astype(np.float32)
+            x += np.float32(self.baseline_wander) * np.sin(omega * t + phase)
         if self.gaussian_noise > 0:
-            x += rng.normal(0.0, self.gaussian_noise, size=x.shape).astype(np.float32)
+            x += np.float32(self.gaussian_noise) * rng.standard_normal(size=x.shape, dtype=np.float32)
         x[~mask] = 0.0
         return x, mask
