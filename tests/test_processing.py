@@ -316,3 +316,18 @@ def test_invalid_options_rejected():
         AnyECGFeatureExtractor(sampling_rate=60, notch_freq=None)  # 40 Hz band edge above Nyquist
     with pytest.raises(ValueError, match="Unknown lead"):
         AnyECGFeatureExtractor(lead_names=["I", "foo"])
+
+
+def test_per_lead_and_global_normalisation_against_numpy(cinc):
+    """The z-score from row sums equals a plain numpy z-score of the filtered rows, with a missing lead."""
+    x = cinc["HR06000"][[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]  # V6 missing
+    names = LEADS[:11]
+    raw = AnyECGFeatureExtractor(normalization="none")(x, sampling_rate=500, lead_names=names)["input_values"][0]
+    raw = raw.astype(np.float64)
+    assert np.all(raw[11] == 0)
+    per = AnyECGFeatureExtractor(normalization="per_lead")(x, sampling_rate=500, lead_names=names)["input_values"][0]
+    expected = (raw[:11] - raw[:11].mean(1, keepdims=True)) / (raw[:11].std(1, keepdims=True) + 1e-8)
+    assert np.abs(per[:11] - expected).max() < 1e-4 and np.all(per[11] == 0)
+    glob = AnyECGFeatureExtractor()(x, sampling_rate=500, lead_names=names)["input_values"][0]
+    expected = (raw[:11] - raw[:11].mean()) / (raw[:11].std() + 1e-8)
+    assert np.abs(glob[:11] - expected).max() < 1e-4 and np.all(glob[11] == 0)

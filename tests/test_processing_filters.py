@@ -56,3 +56,68 @@ def test_rational_ratio():
     assert filters.rational_ratio(360, 500) == (25, 18)
     up, down = filters.rational_ratio(499.7, 500)
     assert abs(up / down - 500 / 499.7) < 1e-6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_running_median_near_ties_and_chunks_bit_exact(backend, rng):
+    """Values equal in all but the lowest mantissa bits share a truncated sort key (see `_kernels.median_keys`);
+    the sweep must still pick medfilt's element bit for bit. 40 rows exercise several thread-pool chunks."""
+    base = rng.choice([0.5, -1.25, 3.0], size=(40, 1200))
+    ulps = rng.integers(-3000, 3000, size=base.shape)  # < 2**13 ulps: inside one truncated-key group
+    x = base.view(np.int64) + ulps
+    x = x.view(np.float64)
+    x[::3] += rng.standard_normal((14, 1200))  # ordinary rows between the near-tie ones
+    expected = np.stack([sps.medfilt(row, 201) for row in x])
+    out = filters.running_median(x, 201, backend)
+    np.testing.assert_array_equal(out.view(np.int64), (expected + 0.0).view(np.int64))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_filter_chain_equals_separate_scipy_steps(backend, rng):
+    """Notch + band-pass + median subtraction fused per chunk = scipy's sosfiltfilt, sosfiltfilt, medfilt."""
+    x = np.cumsum(rng.standard_normal((37, 3000)), axis=1) + 0.3 * np.sin(2 * np.pi * 50 * np.arange(3000) / 500)
+    notch = filters.notch_filter_sos(50.0, 30.0, 500)
+    band = filters.bandpass_sos(0.67, 40.0, 4, 500)
+    y = sps.sosfiltfilt(notch[0], x, padlen=notch[1])
+    y = sps.sosfiltfilt(band[0], y, padlen=band[1])
+    expected = y - np.stack([sps.medfilt(row, 201) for row in y])
+    out = filters.filter_chain(x, [notch, band], 201, backend)
+    assert np.abs(out - expected).max() < 1e-6 * np.abs(expected).max()
+    only_filters = filters.filter_chain(x, [notch, band], None, backend)
+    assert np.abs(only_filters - y).max() < 1e-9 * np.abs(y).max()
+    np.testing.assert_array_equal(filters.filter_chain(x, [], None, backend), x)  # no stage: a copy
+    with pytest.raises(ValueError, match="too short"):
+        filters.filter_chain(x[:, :20], [notch, band], 201, backend)
+
+
+@pytest.mark.skipif(not filters.HAVE_NUMBA, reason="numba not installed")
+def test_filter_chain_float32_close_to_float64(rng):
+    x = np.cumsum(rng.standard_normal((20, 5000)), axis=1)
+    stages = [filters.notch_filter_sos(50.0, 30.0, 500), filters.bandpass_sos(0.67, 40.0, 4, 500)]
+    exact = filters.filter_chain(x, stages, 201)
+    single = filters.filter_chain(x, stages, 201, dtype=np.float32)
+    assert single.dtype == np.float32
+    err = np.abs(single - exact).max() / exact.std()
+    assert 0 < err < 2e-2, err  # float32 recursion round-off near the 0.67 Hz poles, not a bug
+
+
+def test_numba_disabled_fallback_in_subprocess():
+    """ANYECG_DISABLE_NUMBA=1 imports without the kernels and still gives medfilt / filtfilt numbers."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from scipy import signal as s; from anyecg_hf.processing import filters as f\n"
+        "assert not f.HAVE_NUMBA\n"
+        "x = np.random.default_rng(0).standard_normal((3, 800))\n"
+        "assert np.array_equal(f.running_median(x, 51), np.stack([s.medfilt(r, 51) for r in x]))\n"
+        "st = [f.notch_filter_sos(50, 30, 500)]\n"
+        "b, a = s.iirnotch(50, 30, 500)\n"
+        "ref = np.stack([s.filtfilt(b, a, r) for r in x])\n"
+        "assert np.abs(f.filter_chain(x, st, None) - ref).max() < 1e-9\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "ANYECG_DISABLE_NUMBA": "1"}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr

@@ -45,43 +45,50 @@ def _sos_pass(buf, sos, z, m, reverse):
 
 
 @nb.njit(nogil=True, cache=True)
-def filtfilt_rows(x, out, sos, zi, padlen):
-    """Zero-phase filtering of every row of `x` (R, N) into `out` (may be `x`); `zi` = `sosfilt_zi(sos)`.
+def filtfilt_rows(x, out, sos, zi, bounds, padlens):
+    """Zero-phase filtering of every row of `x` (R, N) into `out` (may be `x`) by a chain of filtfilt stages.
 
-    `sos` with zero sections copies. `sos`/`zi` must have the dtype of `x` (float32 rows are filtered in float32).
+    Stage `i` is the cascade `sos[bounds[i]:bounds[i+1]]` with initial-state factors `zi[...]` (`sosfilt_zi` of that
+    cascade) and odd extension `padlens[i]`; each stage is a full `filtfilt` of the previous stage's output, as
+    separate calls would be, but on one tile in cache. `sos`/`zi` must have the dtype of `x`.
     """
     n_rows, n = x.shape
-    n_sec = sos.shape[0]
-    if n_sec == 0:
-        for r in range(n_rows):
-            for t in range(n):
-                out[r, t] = x[r, t]
-        return
-    n_ext = n + 2 * padlen
-    buf = np.empty((n_ext, _TILE), x.dtype)
-    z = np.empty((n_sec, 2, _TILE), x.dtype)
+    n_stages = padlens.shape[0]
+    pmax = 0
+    for i in range(n_stages):
+        pmax = max(pmax, padlens[i])
+    buf = np.empty((n + 2 * pmax, _TILE), x.dtype)
+    z = np.empty((max(1, sos.shape[0]), 2, _TILE), x.dtype)
     for r0 in range(0, n_rows, _TILE):
         m = min(n_rows, r0 + _TILE) - r0
         for r in range(m):
-            row = x[r0 + r]
-            for t in range(padlen):  # odd extension, as scipy.signal.filtfilt(padtype="odd")
-                buf[t, r] = 2.0 * row[0] - row[padlen - t]
-                buf[n + padlen + t, r] = 2.0 * row[n - 1] - row[n - 2 - t]
             for t in range(n):
-                buf[padlen + t, r] = row[t]
-        for s in range(n_sec):
-            for q in range(2):
+                buf[pmax + t, r] = x[r0 + r, t]
+        for i in range(n_stages):
+            p = padlens[i]
+            s0 = bounds[i]
+            s1 = bounds[i + 1]
+            lo = pmax - p
+            hi = pmax + n + p  # the stage runs over buf[lo:hi]
+            for t in range(p):  # odd extension, as scipy.signal.filtfilt(padtype="odd")
                 for r in range(m):
-                    z[s, q, r] = zi[s, q] * buf[0, r]
-        _sos_pass(buf, sos, z, m, False)
-        for s in range(n_sec):
-            for q in range(2):
-                for r in range(m):
-                    z[s, q, r] = zi[s, q] * buf[n_ext - 1, r]
-        _sos_pass(buf, sos, z, m, True)
+                    buf[lo + t, r] = 2.0 * buf[pmax, r] - buf[pmax + p - t, r]
+                    buf[pmax + n + t, r] = 2.0 * buf[pmax + n - 1, r] - buf[pmax + n - 2 - t, r]
+            sec = sos[s0:s1]
+            zs = z[: s1 - s0]
+            for s in range(s1 - s0):
+                for q in range(2):
+                    for r in range(m):
+                        zs[s, q, r] = zi[s0 + s, q] * buf[lo, r]
+            _sos_pass(buf[lo:hi], sec, zs, m, False)
+            for s in range(s1 - s0):
+                for q in range(2):
+                    for r in range(m):
+                        zs[s, q, r] = zi[s0 + s, q] * buf[hi - 1, r]
+            _sos_pass(buf[lo:hi], sec, zs, m, True)
         for r in range(m):
             for t in range(n):
-                out[r0 + r, t] = buf[padlen + t, r]
+                out[r0 + r, t] = buf[pmax + t, r]
 
 
 @nb.njit(nogil=True, cache=True, inline="always")

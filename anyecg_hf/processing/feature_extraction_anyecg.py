@@ -71,10 +71,10 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
             samples of a window, :math:`(x-\mu)/(\sigma+\epsilon)` (ECGFounder); `"per_lead"` = one per lead;
             `"none"` = keep millivolts.
         normalization_eps (`float`, defaults to 1e-8): the :math:`\epsilon` above.
-        mode (`str`, defaults to `"exact"`): `"exact"` reproduces the reference recipe to < 1e-5 (float64
+        mode (`str`, defaults to `"exact"`): `"exact"` reproduces the reference recipe to < 2e-5 (float64
             throughout, exact running median). It is the only mode: the approximations tried for a faster mode
-            (subsampled median, one merged filter cascade) missed the 1e-3 tolerance (`docs/processing.md`); the
-            speed comes from `backend`.
+            (subsampled median, one merged filter cascade, float32 throughout) missed the 1e-3 tolerance or gained
+            too little (`docs/processing.md`); the speed comes from `backend`.
         windowing (`str`, defaults to `"first"`): for records longer than `num_samples`: `"first"` window,
             `"center"` window, or `"sliding"` windows every `window_stride` samples (the last one aligned to the
             record's end so every sample is covered). Shorter records give one zero-padded window.
@@ -137,7 +137,7 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
 
     def _validate(self) -> None:
         choices = {"baseline": ("median", "none"), "normalization": ("global", "per_lead", "none"),
-                   "mode": ("exact", "fast"), "windowing": ("first", "center", "sliding"), "backend": filters.BACKENDS}
+                   "mode": ("exact",), "windowing": ("first", "center", "sliding"), "backend": filters.BACKENDS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -174,14 +174,13 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
 
     def filter_rows(self, rows: np.ndarray) -> np.ndarray:
         """Notch, band-pass and baseline removal of every row of `rows` (R, T) at `sampling_rate`, fused per chunk
-        of rows (`filters.filter_chain`); float64 in `exact` mode, float32 in `fast` mode (numba backend)."""
+        of rows (`filters.filter_chain`), float64."""
         notch, band, kernel = self._filter_plan()
         stages = [stage for stage in (notch, band) if stage is not None]
         padlen = max([stage[1] for stage in stages], default=0)
         if rows.shape[1] <= padlen:
             raise ECGInputError(f"window of {rows.shape[1]} samples is too short to filter (needs > {padlen})")
-        dtype = np.float32 if self.mode == "fast" else np.float64
-        return filters.filter_chain(rows, stages, kernel, self.backend, dtype)
+        return filters.filter_chain(rows, stages, kernel, self.backend)
 
     # ------------------------------------------------------------------ input parsing
     def _as_records(self, signals, sampling_rate, lead_names, units, record_ids):

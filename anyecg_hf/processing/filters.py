@@ -112,6 +112,17 @@ def _for_chunks(fn, n_rows: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------- zero-phase IIR
+def _stage_plan(stages, dtype):
+    """Arguments of `_kernels.filtfilt_rows` for a chain of `(sos, padlen)` stages: stacked sections, their
+    `sosfilt_zi` factors, section bounds per stage and padlens."""
+    soss = [np.asarray(sos, dtype=np.float64) for sos, _ in stages]
+    sos_all = np.concatenate(soss) if soss else np.zeros((0, 6))
+    zi_all = np.concatenate([signal.sosfilt_zi(s) for s in soss]) if soss else np.zeros((0, 2))
+    bounds = np.cumsum([0] + [len(s) for s in soss]).astype(np.int64)
+    padlens = np.array([int(p) for _, p in stages], dtype=np.int64)
+    return np.ascontiguousarray(sos_all, dtype=dtype), np.ascontiguousarray(zi_all, dtype=dtype), bounds, padlens
+
+
 def zero_phase_filter(x: np.ndarray, sos: np.ndarray, padlen: int, backend: str = "auto") -> np.ndarray:
     """`scipy.signal.filtfilt` semantics for every row of `x` (R, N), float64.
 
@@ -134,9 +145,8 @@ def zero_phase_filter(x: np.ndarray, sos: np.ndarray, padlen: int, backend: str 
         return x.copy()
     if _use_numba(backend):
         out = np.empty_like(x)
-        sos = np.ascontiguousarray(sos, dtype=np.float64)
-        zi = signal.sosfilt_zi(sos)
-        _for_chunks(lambda a, b: _kernels.filtfilt_rows(x[a:b], out[a:b], sos, zi, int(padlen)), x.shape[0])
+        plan = _stage_plan([(sos, padlen)], np.float64)
+        _for_chunks(lambda a, b: _kernels.filtfilt_rows(x[a:b], out[a:b], *plan), x.shape[0])
         return out
     return signal.sosfiltfilt(np.array(sos), x, axis=-1, padtype="odd", padlen=padlen)
 
@@ -231,15 +241,10 @@ def filter_chain(
     dtype = np.dtype(dtype)
     x = np.ascontiguousarray(x, dtype=dtype)
     out = np.empty_like(x)
-    plans = [(np.ascontiguousarray(sos, dtype=dtype), signal.sosfilt_zi(sos).astype(dtype), int(p)) for sos, p in stages]
+    plan = _stage_plan(stages, dtype)
 
     def run(a: int, b: int) -> None:
-        src = x[a:b]
-        for sos, zi, padlen in plans:
-            _kernels.filtfilt_rows(src, out[a:b], sos, zi, padlen)
-            src = out[a:b]
-        if not plans:
-            out[a:b] = src
+        _kernels.filtfilt_rows(x[a:b], out[a:b], *plan)
         if kernel_size is not None and kernel_size > 1:
             _median_chunk(out[a:b], out[a:b], kernel_size, True)
 
