@@ -332,3 +332,37 @@ def test_aggregate_windows_matches_loop():
     assert np.isnan(aggregate_windows(v, idx, "mean", num_records=4)[3]).all()
     with pytest.raises(ValueError, match="window_to_record"):
         aggregate_windows(v, idx[:-1])
+
+
+def test_generator_input_is_streamed_lazily(tiny_pipe, shared):
+    consumed = []
+
+    def paths():
+        for p in _paths(shared) * 3:  # 12 inputs
+            consumed.append(p)
+            yield p
+
+    results = tiny_pipe(paths(), batch_size=2)
+    first = next(iter(results))
+    assert first["record"] == "HR06000"
+    assert len(consumed) <= 4  # one batch ahead at most, not the whole input
+    assert len(list(results)) == 11 and len(consumed) == 12
+
+
+def test_resolve_local_checkpoint_and_extractor_fallback(tmp_path, shared):
+    import os
+
+    from test_pipelines_default_model import tiny_ecgfounder_checkpoint
+
+    from anyecg_hf.pipelines import load_model_and_extractor, resolve_model
+
+    pth = tiny_ecgfounder_checkpoint(tmp_path / "my.pth")
+    folder = resolve_model(str(pth), cache_dir=tmp_path / "cache")
+    assert os.path.basename(folder).startswith("converted-") and resolve_model(str(pth), cache_dir=tmp_path / "cache") == folder
+    assert resolve_model(str(tmp_path / "x")) == str(tmp_path / "x") and resolve_model("org/some-model") == "org/some-model"
+    os.remove(os.path.join(folder, "preprocessor_config.json"))  # e.g. a folder written by plain transformers code
+    model, fe = load_model_and_extractor(folder)
+    assert type(model).__name__ == "AnyECGForDiagnosis" and not model.training
+    assert (fe.sampling_rate, fe.num_samples, list(fe.lead_names)) == (500, 5000, model.config.lead_names)
+    out = pipeline("ecg-profiling", model=folder, device="cpu")(_paths(shared)[0], top_k=2)
+    assert len(out["diagnoses"]) == 2 and out["diagnoses"][0]["label"] in model.config.label_space.names
