@@ -339,12 +339,14 @@ def init_model(task: Task, cfg: dict, updates: dict):
     backbone = source.anyecg if hasattr(source, "anyecg") else source
     model.anyecg.load_state_dict(backbone.state_dict())
     copied = _copy_matching_rows(source, model)
+    model._anyecg_rows_copied = copied
     logger.info("initialised from %s (%s): backbone + %d head row(s)", m["name_or_path"], m["init"], copied)
     return model, str(m["name_or_path"])
 
 
 @torch.no_grad()
 def _copy_matching_rows(source, target) -> int:
+    """Copy head rows whose condition (id, else name; case-insensitive) exists in the source head."""
     n = 0
     pairs = [("classifier", "label_space")]
     if getattr(getattr(source, "risk_head", None), "linear", None) is not None and type(source.risk_head) is type(getattr(target, "risk_head", None)):
@@ -354,10 +356,16 @@ def _copy_matching_rows(source, target) -> int:
         src_space, dst_space = getattr(source.config, space_name, None), getattr(target.config, space_name, None)
         if src_mod is None or dst_mod is None or src_space is None or dst_space is None:
             continue
-        index = {c.id: i for i, c in enumerate(src_space)} | {c.name: i for i, c in enumerate(src_space)}
+        if src_mod.weight.shape[1:] != dst_mod.weight.shape[1:]:
+            continue
+        index: dict[str, int] = {}
+        for i, c in reversed(list(enumerate(src_space))):  # first occurrence wins
+            index[c.name.casefold()] = i
+        for i, c in reversed(list(enumerate(src_space))):
+            index[c.id.casefold()] = i  # ids take precedence over names
         for row, c in enumerate(dst_space):
-            j = index.get(c.id, index.get(c.name))
-            if j is not None and src_mod.weight.shape[1:] == dst_mod.weight.shape[1:]:
+            j = index.get(c.id.casefold(), index.get(c.name.casefold()))
+            if j is not None:
                 dst_mod.weight[row].copy_(src_mod.weight[j])
                 dst_mod.bias[row].copy_(src_mod.bias[j])
                 n += 1

@@ -409,3 +409,59 @@ def test_hf_trainer_runs_with_the_collator_and_label_mask(built, tmp_path):
     out = trainer.train()
     assert out.training_loss == 0.0
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # zero loss, zero gradient (AdamW wd aside)
+
+
+def test_streaming_build_reads_lazily_and_feeds_the_collator(built, cinc_dir, tmp_path):
+    """streaming=True: an IterableDataset that reads files while iterating (corpora larger than the disk); the
+    collator preprocesses raw rows on the fly."""
+    from torch.utils.data import DataLoader
+
+    from anyecg_hf.processing import AnyECGFeatureExtractor
+    from anyecg_hf.testing import tiny_config
+
+    ds, _, table = built
+    path = tmp_path / "l.csv"
+    table.head(6).to_csv(path, index=False)
+    stream = build_ecg_dataset(cinc_dir, path, streaming=True)
+    assert type(stream).__name__ == "IterableDataset" and get_label_space(stream).ids == read_label_table(path).label_space.ids
+    rows = list(stream)
+    ref = {r["record_id"]: r for r in ds}
+    assert [r["record_id"] for r in rows] == table["record_id"].head(6).tolist()
+    for r in rows:
+        assert np.array_equal(decode_example(r), decode_example(ref[r["record_id"]]))
+    fe = AnyECGFeatureExtractor.from_model_config(tiny_config(sampling_rate=125, num_samples=500), backend="scipy")
+    collator = ECGDataCollator(500, 12, 125, feature_extractor=fe, train=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        batches = list(DataLoader(stream.with_format("numpy"), batch_size=4, collate_fn=collator))
+        direct = fe(decode_example(rows[5]), sampling_rate=500, lead_names=rows[5]["lead_names"], return_tensors="pt")
+    assert [b["input_values"].shape[0] for b in batches] == [4, 2]
+    assert torch.equal(batches[1]["input_values"][1], direct["input_values"][0])
+    assert batches[0]["labels"].shape == (4, len(get_label_space(stream)))
+
+
+def test_build_dataset_cli_cinc_layout(cinc_dir, tmp_path):
+    import json
+
+    from anyecg_hf.cli import main
+
+    out = tmp_path / "cohort"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["build-dataset", "--records", str(cinc_dir), "--layout", "cinc", "--label-space", "scored",
+                     "--out", str(out), "--split", "train=0.8,test=0.2", "--format", "parquet",
+                     "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    report = json.loads((out / "build_report.json").read_text())
+    assert report["n_built"] == 50 and report["skipped"] == [] and report["ignored_codes"]  # unscored codes ignored
+    dsd = load_ecg_dataset(out)
+    assert sorted(dsd) == ["test", "train"] and len(dsd["train"]) + len(dsd["test"]) == 50
+    space = get_label_space(dsd["train"])
+    assert space.name == "cinc2021-scored" and len(space) == 26
+    table = cinc_label_table(cinc_dir, merge_equivalent=True)
+    codes = dict(zip(table["record_id"], table["codes"]))
+    for row in dsd["test"]:
+        scored = sorted(c for c in codes[row["record_id"]].split(",") if c in {x.code for x in space})
+        assert sorted(space[j].code for j, v in enumerate(row["labels"]) if v) == scored
+    check_patient_disjoint(dsd)
+

@@ -317,3 +317,32 @@ def test_parameter_groups_llrd_and_linear_probe():
     assert not named["anyecg.stem.conv.weight"].requires_grad
     w = common.positive_weights(np.array([[1, 0], [0, 0], [0, 0], [0, 1]], float), np.ones((4, 2), bool), "balanced", 100)
     assert w == [3.0, 3.0]
+
+
+def test_init_from_ecgfounder_and_from_a_saved_model(ecgfounder_pth_12, diagnosis_run):
+    """The backbone comes over whole; head rows are copied for conditions the source knows (by id or name)."""
+    _recipe("profiling")
+    import common
+
+    from anyecg_hf.modeling import AnyECGForDiagnosis, LabelSpace
+
+    task = _recipe("profiling").TASK
+    space = LabelSpace([{"id": "AF", "name": "atrial fibrillation"}, {"id": "SB", "name": "Sinus Bradycardia"},
+                        {"id": "NEW", "name": "something ECGFounder never saw"}])
+    cfg = {"model": {**common.DEFAULTS["model"], "init": "ecgfounder", "name_or_path": str(ecgfounder_pth_12)}}
+    model, source = common.init_model(task, cfg, {"label_space": space, "regression_names": ["age"]})
+    ref = AnyECGForDiagnosis.from_ecgfounder(ecgfounder_pth_12)
+    names = ref.config.label_space.names
+    assert source == str(ecgfounder_pth_12) and model._anyecg_rows_copied == 2
+    assert torch.equal(model.anyecg.stem.conv.weight, ref.anyecg.stem.conv.weight)
+    assert torch.equal(model.classifier.weight[0], ref.classifier.weight[names.index("ATRIAL FIBRILLATION")])
+    assert torch.equal(model.classifier.weight[1], ref.classifier.weight[names.index("SINUS BRADYCARDIA")])
+    assert model.config.architectures == ["AnyECGForHealthProfiling"] and model.config.regression_names == ["age"]
+    # from a fine-tuned folder (diagnosis head) into a profiling model with the same conditions
+    _, out = diagnosis_run
+    saved = AnyECGForDiagnosis.from_pretrained(out / "final")
+    cfg = {"model": {**common.DEFAULTS["model"], "init": "pretrained", "name_or_path": str(out / "final")}}
+    model, _ = common.init_model(task, cfg, {"label_space": saved.config.label_space})
+    assert model._anyecg_rows_copied == saved.config.num_labels
+    assert torch.equal(model.classifier.weight, saved.classifier.weight)
+    assert model.config.filter_list == saved.config.filter_list and model.config.num_samples == 500

@@ -22,7 +22,9 @@ def register(subparsers) -> None:
     p.add_argument("--layout", choices=("table", "cinc", "ptbxl"), default="table",
                    help="'table' (default), 'cinc' (CinC 2020/2021: labels from the headers' # Dx codes) or 'ptbxl' "
                    "(ptbxl_database.csv + official folds 1-8/9/10)")
-    p.add_argument("--label-space", default=None, help="CSV/JSON label space (default: the codes/columns in the table)")
+    p.add_argument("--label-space", default=None,
+                   help="CSV/JSON label space (default: the codes/columns in the table); with --layout cinc also "
+                   "'scored' (the 26 classes scored in the CinC 2021 Challenge, equivalent codes merged)")
     p.add_argument("--risk-label-space", default=None, help="CSV/JSON label space of the time_/event_ columns")
     p.add_argument("--regression-columns", default=None, help="comma-separated continuous targets (e.g. age)")
     p.add_argument("--unknown-codes", choices=("error", "ignore"), default=None,
@@ -70,7 +72,10 @@ def run(args) -> int:
     try:
         split = _split_arg(args.split)
         common = dict(storage=args.storage, num_proc=args.num_proc, cache_dir=args.cache_dir, return_report=True)
-        label_space = LabelSpace.load(args.label_space) if args.label_space else None
+        if args.label_space == "scored" and args.layout == "cinc":
+            label_space = "scored"
+        else:
+            label_space = LabelSpace.load(args.label_space) if args.label_space else None
         if args.layout == "cinc":
             if args.labels:
                 raise ValueError("--layout cinc takes its labels from the headers; drop --labels or use --layout table.")
