@@ -141,6 +141,8 @@ class JobResult:
         rows_total (`int`): result rows in the output (this and earlier runs).
         errors_total (`int`): error rows in the output (this and earlier runs).
         seconds (`float`): wall time of the streaming phase (slowest rank).
+        model_busy (`float`): fraction of that time spent in the model's forward pass (near 1: the readers keep up;
+            well below 1: reading/preprocessing is the bottleneck, more `workers` help if there are idle cores).
         world_size (`int`): processes.
         out (`str`): the output written.
         manifest (`dict`): the `_SUCCESS` content (rank 0; `{}` elsewhere).
@@ -156,6 +158,7 @@ class JobResult:
     seconds: float = 0.0
     world_size: int = 1
     out: str = ""
+    model_busy: float = 0.0
     manifest: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
 
@@ -517,10 +520,13 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
         desc = f"{settings.task} (rank 0 of {ctx.world_size})" if ctx.world_size > 1 else settings.task
         bar = tqdm(total=len(dataset), desc=desc, unit="ECG", dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
     t0 = time.perf_counter()
+    model_s = 0.0  # time in the forward pass: model_s / seconds near 1 means reading keeps up with the model
     for batch in loader:
         rows = None
         if batch.items:
+            tm = time.perf_counter()
             outs = _forward(model, batch.inputs, device, settings.batch_size, settings.task, autocast)
+            model_s += time.perf_counter() - tm
             n = len(batch.items)
             agg = {k: aggregate_windows(v, batch.window_to_record, settings.aggregate, num_records=n).astype(np.float32)
                    for k, v in outs.items()}
@@ -537,7 +543,7 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
     if bar is not None:
         bar.close()
     return {"rank": ctx.rank, "processed": writer.rows_written, "failed": writer.errors_written, "seconds": seconds,
-            "files": writer.files}
+            "model_seconds": model_s, "workers": workers, "files": writer.files}
 
 
 def run_job(settings: JobSettings) -> JobResult:
@@ -630,11 +636,15 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
         seconds=max(c["wall"] for c in all_counts),
         world_size=ctx.world_size,
         out=settings.out,
+        model_busy=sum(c["model_seconds"] for c in all_counts) / max(1e-9, sum(c["seconds"] for c in all_counts)),
     )
     if ctx.is_main:
         run_info = {"processes": ctx.world_size, "processed": result.processed, "failed": result.failed,
                     "skipped": result.skipped, "seconds": round(result.seconds, 3),
-                    "ecgs_per_s": round(result.ecgs_per_s, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                    "ecgs_per_s": round(result.ecgs_per_s, 2),
+                    "model_busy": round(result.model_busy, 3),
+                    "workers_per_process": all_counts[0]["workers"], "torch_threads": torch.get_num_threads(),
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         manifest = store.write_success(settings.parts_dir, dict(meta, inputs=info["inputs"], format="parquet", run=run_info))
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(settings.parts_dir, store.PLAN_FILE))
@@ -659,7 +669,8 @@ def print_summary(result: JobResult, settings: JobSettings, rendered, log) -> No
     procs = f", {result.world_size} processes" if result.world_size > 1 else ""
     print(
         f"anyecg {settings.task}: {result.processed} ECGs processed, {result.skipped} skipped (done earlier), "
-        f"{result.failed} failed in {result.seconds:.1f} s ({result.ecgs_per_s:.1f} ECGs/s{procs})",
+        f"{result.failed} failed in {result.seconds:.1f} s ({result.ecgs_per_s:.1f} ECGs/s{procs}, model busy "
+        f"{result.model_busy:.0%} of the time)",
         file=log,
     )
     if result.errors_total:
