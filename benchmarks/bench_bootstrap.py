@@ -48,6 +48,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baseline-labels", type=int, default=4)
     parser.add_argument("--baseline-resamples", type=int, default=25)
+    parser.add_argument("--end-to-end", action="store_true",
+                        help="also time evaluate_diagnosis (points, thresholds, calibration and bootstrap)")
     args = parser.parse_args()
 
     y, prob = make_data(args.samples, args.labels, args.prevalence)
@@ -81,6 +83,14 @@ def main():
     print(f"naive sklearn loop: {naive_subset:.2f} s for {len(labels)} labels x {nb} resamples "
           f"-> {naive:.0f} s extrapolated to the full size (1 thread)")
     print(f"speed-up: {naive / fast:.0f}x; max |vectorised - sklearn| on the subset: {max_err:.1e}")
+
+    if args.end_to_end:
+        from anyecg_hf.evaluation import evaluate_diagnosis
+
+        t0 = time.perf_counter()
+        rep = evaluate_diagnosis(y, prob, n_bootstrap=args.resamples, seed=0, n_jobs=args.threads)
+        print(f"evaluate_diagnosis end to end: {time.perf_counter() - t0:.1f} s "
+              f"(macro AUROC {rep.summary['macro_auroc']:.3f})")
 
 
 if __name__ == "__main__":
