@@ -72,7 +72,8 @@ def run(args) -> int:
     profile = pipe(record, top_k=args.top_k, windowing="first")
     lines = []
     if profile["diagnoses"]:
-        lines.append("; ".join(f"{d['label']} {100 * d['score']:.0f}%{' +' if d['positive'] else ''}" for d in profile["diagnoses"]))
+        lines.append("; ".join(f"{d['label']} {100 * d['score']:.0f}%{' (+)' if d['positive'] else ''}" for d in profile["diagnoses"])
+                     + "   [(+) = at or above the condition's decision threshold]")
     if profile["risks"]:
         lines.append("risk: " + "; ".join(
             f"{r['label']} {_fmt_risk(r)}" for r in profile["risks"][: args.top_k]))
