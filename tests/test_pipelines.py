@@ -161,10 +161,15 @@ def test_on_error_return_reports_and_continues(tiny_pipe, shared, tmp_path):
     good = _paths(shared)[0]
     with pytest.raises(ValueError, match="broken.xml"):
         tiny_pipe([str(bad), good])
-    out = tiny_pipe([str(bad), good, str(tmp_path / "missing.hea")], on_error="return", batch_size=2)
+    ref = tiny_pipe(good)["diagnoses"][0]["score"]
+    out = tiny_pipe([str(bad), good, good, str(tmp_path / "missing.hea"), str(bad)], on_error="return", batch_size=2)
     assert out[0]["record"] == "broken" and "broken.xml" in out[0]["error"] and out[0]["diagnoses"] == []
-    assert "error" not in out[1] and out[1]["diagnoses"][0]["score"] == pytest.approx(tiny_pipe(good)["diagnoses"][0]["score"], abs=1e-6)
-    assert out[2]["record"] == "missing" and out[2]["error"]
+    for i in (1, 2):  # good records batched with failed ones (first or second in their batch) are unaffected
+        assert "error" not in out[i] and out[i]["diagnoses"][0]["score"] == pytest.approx(ref, abs=1e-6)
+    assert out[3]["record"] == "missing" and out[3]["error"] and out[4]["record"] == "broken"
+    emb = pipeline("ecg-embedding", model=tiny_pipe.model, device="cpu")(
+        [good, str(bad)], on_error="return", batch_size=2)
+    assert emb[0]["embedding"].shape == (32,) and emb[1]["embedding"] is None and "broken.xml" in emb[1]["error"]
 
 
 def test_quality_warnings_in_results(tiny_pipe, shared):

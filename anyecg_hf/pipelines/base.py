@@ -195,6 +195,8 @@ class ECGPipelineBase(ChunkPipeline):
         return {
             "window": torch.zeros(1, dtype=torch.long),
             "input_values": torch.zeros(1, cfg.in_channels, cfg.num_samples),
+            "lead_mask": torch.zeros(1, cfg.in_channels, dtype=torch.bool),
+            "sample_mask": torch.zeros(1, cfg.num_samples, dtype=torch.bool),
             "is_last": True,
             "record": record,
             "source": os.fspath(inputs) if _is_pathlike(inputs) else None,
@@ -251,8 +253,10 @@ class ECGPipelineBase(ChunkPipeline):
 
     def _collate(self, items):
         out = {}
-        for key in items[0]:
+        for key in dict.fromkeys(k for it in items for k in it):
             values = [it.get(key) for it in items]
+            if any(v is None for v in values) and any(isinstance(v, torch.Tensor) for v in values):
+                raise ValueError(f"cannot batch windows where only some have {key!r}")
             if isinstance(values[0], torch.Tensor):
                 if len({v.shape for v in values}) == 1:
                     out[key] = torch.cat(values, dim=0)
