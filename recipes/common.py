@@ -126,8 +126,8 @@ def _merge(base: dict, update: dict, where: str = "") -> dict:
     for key, value in (update or {}).items():
         if key not in out:
             raise ValueError(f"Unknown config key {where}{key!r}; known: {sorted(out)}.")
-        if key in _FREE_FORM:
-            out[key] = dict(value or {})
+        if key in _FREE_FORM:  # merged key by key, so --set augmentation.gaussian_noise=0.1 keeps the other settings
+            out[key] = {**(out[key] or {}), **dict(value or {})}
         elif isinstance(out[key], dict):
             if not isinstance(value, dict):
                 raise ValueError(f"Config key {where}{key} must be a mapping, got {value!r}.")
@@ -693,8 +693,9 @@ def save_model(model, fe, folder: Path, cfg: dict, task: Task, result, split: st
         f"Dataset: `{cfg['data']['dataset']}`. The full configuration is in `training_config.yaml`."
     )
     base = source if source not in ("scratch",) and not os.path.exists(str(source)) else None
+    name = cfg["hub"].get("repo_id") or f"anyecg-{task.name}-{Path(t['output_dir']).name}"
     write_model_card(folder, config=model.config, diagnosis_report=diag, risk_report=risk, base_model=base,
-                     training_data=training, dataset_name=dataset_name, overwrite=True)
+                     model_name=name, training_data=training, dataset_name=dataset_name, overwrite=True)
 
 
 def push_to_hub(folder: Path, hub: dict) -> str:

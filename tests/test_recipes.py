@@ -280,8 +280,9 @@ def test_shipped_configs_are_valid_and_bad_keys_are_rejected(tmp_path):
     for name in ("diagnosis", "risk", "profiling", "tiny_cpu"):
         cfg = common.load_config(RECIPES / "configs" / f"{name}.yaml", ["training.max_steps=7", "data.dataset=/x"])
         assert cfg["training"]["max_steps"] == 7 and cfg["data"]["dataset"] == "/x"
-    cfg = common.load_config(RECIPES / "configs" / "diagnosis.yaml")
-    assert cfg["augmentation"]["lead_dropout"] == 0.1 and cfg["training"]["strategy"] == "llrd"
+    cfg = common.load_config(RECIPES / "configs" / "diagnosis.yaml", ["augmentation.random_crop=true"])
+    assert cfg["augmentation"]["lead_dropout"] == 0.1 and cfg["augmentation"]["random_crop"] is True
+    assert cfg["training"]["strategy"] == "llrd" and cfg["training"]["batch_size"] == 256
     for name in ("cpu", "ddp", "fsdp", "multinode"):
         acc = load_config_from_file(str(RECIPES / "configs" / f"accelerate_{name}.yaml"))
         assert acc.distributed_type is not None
