@@ -74,7 +74,32 @@ def test_matches_eager_baseline_across_lengths(baseline, wide):
             expected = reference(x)
             got = model(x)
         assert got.last_hidden_state.shape[-1] == -(-length // 8)
+        assert got.last_hidden_state.is_contiguous()
         assert torch.allclose(got.pooler_output, expected, atol=1e-5, rtol=0), length
+
+
+def test_cache_blocking_is_exact():
+    """Chunked early stages (uneven chunks of 2 ECGs out of 5) give the same outputs, hidden states and
+    gradients as one pass over the batch; the 1024-wide stage runs on the whole batch."""
+    torch.manual_seed(5)
+    model = AnyECGForDiagnosis(tiny_config(filter_list=[16, 1024], groups_width=16))
+    x = torch.randn(5, 12, 1001)
+    labels = torch.randint(0, 2, (5, 3)).float()
+    results = []
+    for block in (0, 2):
+        model.zero_grad()
+        model.anyecg.cache_block_size = block
+        out = model(x, labels=labels, output_hidden_states=True)
+        out.loss.backward()
+        results.append((out, {k: p.grad.clone() for k, p in model.named_parameters()}))
+    (full, grads_full), (blocked, grads_blocked) = results
+    torch.testing.assert_close(blocked.logits, full.logits, atol=1e-5, rtol=0)
+    assert len(blocked.hidden_states) == len(full.hidden_states) == 3
+    for a, b in zip(blocked.hidden_states, full.hidden_states):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=0)  # batch-size dependent oneDNN kernels: float rounding only
+    assert blocked.hidden_states[1].transpose(1, 2).is_contiguous()  # concatenation kept the time-major layout
+    for name, g in grads_full.items():
+        torch.testing.assert_close(grads_blocked[name], g, atol=1e-5, rtol=1e-5, msg=name)
 
 
 def test_training_gradients_match_baseline(baseline):

@@ -289,3 +289,60 @@ class Stem(nn.Module):
         # Exported graphs (ONNX) carry no memory layout: skip the copy, which would also add stride guards.
         h = self.conv(x if torch.compiler.is_exporting() else time_major(x))
         return F.silu(h if self.norm is None else self.norm(h))
+
+
+CACHE_BLOCK_SIZE = 16  # ECGs per chunk through the stem and the time-major stages (see `run_backbone`)
+
+
+def run_backbone(
+    stem: nn.Module, stages, x: torch.Tensor, cache_block_size: int = CACHE_BLOCK_SIZE, output_hidden_states: bool = False
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """Stem then stages, cache-blocked: the stem and the leading time-major stages (long sequences, small weights)
+    run on chunks of `cache_block_size` ECGs, so that each chunk's activations stay in cache across the element-wise
+    ops and convolutions; the chunks are concatenated before the channel-major stages (short sequences, large
+    weights), which run on the whole batch. Per-ECG results are unchanged (every op is per sample).
+
+    Args:
+        stem: the `Stem`.
+        stages: the `Stage` modules, in order.
+        x: `(batch, leads, samples)` input.
+        cache_block_size: chunk size; `0` (or a batch no larger than it) runs the whole batch at once. Also off
+            under `torch.compile` / `torch.export` / tracing, which need one static graph.
+        output_hidden_states: also return the stem output and every stage output.
+
+    Returns:
+        `(last stage output, hidden states or None)`.
+    """
+    blocked = 0
+    if 0 < cache_block_size < x.shape[0] and not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+        while blocked < len(stages) and not stages[blocked].channel_major:
+            blocked += 1
+    if blocked:
+        chunks = []
+        for part in x.split(cache_block_size):
+            h = stem(part)
+            states = [h]
+            for stage in stages[:blocked]:
+                h = stage(h)
+                states.append(h)
+            chunks.append(states if output_hidden_states else [h])
+        if output_hidden_states:
+            all_hidden = tuple(_cat_like(list(col)) for col in zip(*chunks))
+            hidden = all_hidden[-1]
+        else:
+            hidden, all_hidden = _cat_like([c[0] for c in chunks]), None
+    else:
+        hidden = stem(x)
+        all_hidden = (hidden,) if output_hidden_states else None
+    for stage in stages[blocked:]:
+        hidden = stage(hidden)
+        if output_hidden_states:
+            all_hidden = all_hidden + (hidden,)
+    return hidden, all_hidden
+
+
+def _cat_like(parts: list[torch.Tensor]) -> torch.Tensor:
+    """`torch.cat` along the batch that keeps the parts' (time-major) memory layout."""
+    if parts[0].dim() == 3 and not parts[0].is_contiguous():
+        return torch.cat([p.unsqueeze(2) for p in parts]).squeeze(2)  # 4-D cat preserves channels-last
+    return torch.cat(parts)

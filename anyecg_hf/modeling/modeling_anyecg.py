@@ -24,7 +24,7 @@ from .convert_ecgfounder import (
     load_ecgfounder_checkpoint,
     split_ecgfounder_state_dict,
 )
-from .layers import Stage, Stem
+from .layers import CACHE_BLOCK_SIZE, Stage, Stem, run_backbone
 
 try:  # transformers >= 5: init functions that skip weights already loaded from a checkpoint
     from transformers import initialization as init
@@ -212,6 +212,10 @@ class AnyECGModel(AnyECGPreTrainedModel):
     """The ECGFounder backbone: stem, 7 stages of bottleneck blocks, mean pooling. Returns the last feature map
     and the pooled ECG embedding."""
 
+    # ECGs per chunk through the early stages (cache blocking, see `layers.run_backbone`); 0 disables. A runtime
+    # setting, not part of the config: outputs do not depend on it.
+    cache_block_size: int = CACHE_BLOCK_SIZE
+
     def __init__(self, config: AnyECGConfig):
         super().__init__(config)
         block_kwargs = dict(
@@ -253,13 +257,10 @@ class AnyECGModel(AnyECGPreTrainedModel):
         self._check_input(input_values)
         output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         return_dict = self.config.return_dict if return_dict is None else return_dict
-        hidden = self.stem(input_values)
-        all_hidden = (hidden,) if output_hidden_states else None
-        for stage in self.stages:
-            hidden = stage(hidden)
-            if output_hidden_states:
-                all_hidden = all_hidden + (hidden,)
+        hidden, all_hidden = run_backbone(self.stem, self.stages, input_values, self.cache_block_size, output_hidden_states)
         pooled = hidden.mean(dim=-1)
+        # stages may run time-major (see layers.py); hand out the usual channel-major layout (a no-op for ECGFounder)
+        hidden = hidden.contiguous()
         if not return_dict:
             return tuple(v for v in (hidden, pooled, all_hidden) if v is not None)
         return AnyECGModelOutput(last_hidden_state=hidden, pooler_output=pooled, hidden_states=all_hidden)
