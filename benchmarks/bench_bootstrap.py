@@ -39,6 +39,36 @@ def make_data(n, k, prevalence, seed=0):
     return y, prob
 
 
+def bench_risk(n, resamples, baseline_resamples=2):
+    """Risk intervals for one condition: vectorised replicates vs torchsurv recomputed on each resample."""
+    from anyecg_hf.evaluation.survival import _bootstrap_recompute, _bootstrap_vectorised, _Cohort, _point
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=n)
+    t_event = rng.exponential(10.0 * np.exp(-x))
+    t_cens = rng.uniform(1.0, 12.0, n)
+    events = t_event <= t_cens
+    times = np.minimum(t_event, t_cens)
+    risk = x + rng.normal(size=n)
+    horizons = np.array([1.0, 5.0, 10.0])
+    inc = 1 - np.exp(-np.outer(np.exp(risk) / 10.0, horizons))
+    t0 = time.perf_counter()
+    cohort = _Cohort(times, events, horizons, tau=10.0)
+    point = _point(cohort, risk, inc)
+    t_point = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    boot = _bootstrap_vectorised(cohort, risk, inc, resamples, 0, None)
+    fast, cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0 = time.perf_counter()
+    _bootstrap_recompute((times, events, horizons, 10.0, None, None), risk, inc, baseline_resamples, 0, None)
+    slow = (time.perf_counter() - t0) / baseline_resamples * resamples
+    lo, hi = np.nanquantile(boot["harrell_c"], [0.025, 0.975])
+    print(f"risk, {n} people, {int(events.sum())} events: torchsurv point estimates {t_point:.1f} s; {resamples} "
+          f"vectorised resamples (Harrell, Uno, AUROC and Brier at 3 horizons, IBS) {fast:.1f} s wall ({cpu:.1f} s "
+          f"CPU); torchsurv recomputed per resample {slow:.0f} s extrapolated from {baseline_resamples}: "
+          f"{slow / fast:.0f}x. Harrell C {point['harrell_c']:.3f} [{lo:.3f}, {hi:.3f}]")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=10_000)
@@ -48,26 +78,29 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baseline-labels", type=int, default=4)
     parser.add_argument("--baseline-resamples", type=int, default=25)
+    parser.add_argument("--risk", action="store_true",
+                        help="also time evaluate_risk's bootstrap (Harrell, Uno, time-dependent AUROC, Brier) for one "
+                             "condition over --samples people against torchsurv recomputed per resample")
     parser.add_argument("--end-to-end", action="store_true",
                         help="also time evaluate_diagnosis (points, thresholds, calibration and bootstrap)")
     args = parser.parse_args()
 
     y, prob = make_data(args.samples, args.labels, args.prevalence)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
-          f"{args.threads} threads used")
+          f"{args.threads} threads used, load average {os.getloadavg()[0]:.1f} (other jobs share these cores)")
     print(f"data: {args.samples} samples x {args.labels} labels, {args.resamples} resamples, median prevalence "
           f"{np.median(y.mean(axis=0)):.4f}")
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     auroc, auprc, sampler = bootstrap_auroc_auprc(y, prob, n_bootstrap=args.resamples, seed=0, n_jobs=args.threads)
-    fast = time.perf_counter() - t0
-    print(f"vectorised bootstrap (AUROC + AUPRC): {fast:.1f} s")
+    fast, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"vectorised bootstrap (AUROC + AUPRC): {fast:.1f} s wall, {cpu:.1f} s CPU")
 
     # naive baseline on a subset, same resamples; extrapolated to the full size
     rng = np.random.default_rng(1)
     labels = rng.choice(args.labels, size=min(args.baseline_labels, args.labels), replace=False)
     nb = min(args.baseline_resamples, args.resamples)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     max_err = 0.0
     for b in range(nb):
         idx = sampler.indices(b)
@@ -78,11 +111,17 @@ def main():
             a = roc_auc_score(yy, pp)
             p = average_precision_score(yy, pp)
             max_err = max(max_err, abs(a - auroc[b, k]), abs(p - auprc[b, k]))
-    naive_subset = time.perf_counter() - t0
-    naive = naive_subset * (args.labels / len(labels)) * (args.resamples / nb)
+    naive_subset, naive_cpu = time.perf_counter() - t0, time.process_time() - c0
+    scale = (args.labels / len(labels)) * (args.resamples / nb)
+    naive = naive_subset * scale
     print(f"naive sklearn loop: {naive_subset:.2f} s for {len(labels)} labels x {nb} resamples "
-          f"-> {naive:.0f} s extrapolated to the full size (1 thread)")
-    print(f"speed-up: {naive / fast:.0f}x; max |vectorised - sklearn| on the subset: {max_err:.1e}")
+          f"-> {naive:.0f} s wall ({naive_cpu * scale:.0f} s CPU) extrapolated to the full size (1 thread)")
+    print(f"speed-up: {naive / fast:.0f}x wall, {naive_cpu * scale / cpu:.0f}x CPU; "
+          f"max |vectorised - sklearn| on the subset: {max_err:.1e}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
+    if args.risk:
+        bench_risk(args.samples, args.resamples)
 
     if args.end_to_end:
         from anyecg_hf.evaluation import evaluate_diagnosis

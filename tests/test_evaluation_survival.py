@@ -6,7 +6,14 @@ import pytest
 
 from anyecg_hf.evaluation import evaluate_risk
 from anyecg_hf.evaluation.bootstrap import BootstrapSampler
-from anyecg_hf.evaluation.survival import _bootstrap_vectorised, _Cohort, brier_scores, harrell_c, time_dependent_auc, uno_c
+from anyecg_hf.evaluation.survival import (
+    _bootstrap_vectorised,
+    _Cohort,
+    brier_scores,
+    harrell_c,
+    time_dependent_auc,
+    uno_c,
+)
 
 lifelines_utils = pytest.importorskip("lifelines.utils")
 sksurv_metrics = pytest.importorskip("sksurv.metrics")

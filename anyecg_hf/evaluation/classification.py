@@ -55,7 +55,9 @@ def _check_arrays(y_true, y_prob, label_mask):
     if y_prob.ndim == 1:
         y_prob = y_prob[:, None]
     if y_true.ndim != 2 or y_prob.ndim != 2:
-        raise ValueError(f"y_true and y_prob must have shape (n_samples, n_conditions); got {y_true.shape} and {y_prob.shape}.")
+        raise ValueError(
+            f"y_true and y_prob must have shape (n_samples, n_conditions); got {y_true.shape} and {y_prob.shape}."
+        )
     if y_true.shape != y_prob.shape:
         raise ValueError(f"Shape mismatch: y_true {y_true.shape} vs y_prob {y_prob.shape}.")
     if y_true.shape[0] == 0:
@@ -116,7 +118,9 @@ def _threshold_spec(method, label_space, K):
         return name, target, None
     values = np.asarray(method, dtype=np.float64).reshape(-1)
     if values.shape != (K,):
-        raise ValueError(f"threshold_method: expected a method name, a float, a tuple or {K} thresholds; got {method!r}.")
+        raise ValueError(
+            f"threshold_method: expected a method name, a float, a tuple or {K} thresholds; got {method!r}."
+        )
     if not np.all((values > 0) & (values < 1)):
         raise ValueError("Per-condition thresholds must lie in (0, 1).")
     return "fixed", None, values
@@ -301,7 +305,8 @@ def multilabel_auroc(y_true, y_score, label_mask=None, n_bootstrap: int = 0, see
     if np.any(mask & ~np.isin(y, (0.0, 1.0))):
         raise ValueError("References must be 0/1 (or NaN / negative for missing labels).")
     if np.any(mask & ~np.isfinite(p)):
-        raise ValueError(f"Predictions hold {int(np.sum(mask & ~np.isfinite(p)))} NaN/inf value(s) at labelled entries.")
+        bad = int(np.sum(mask & ~np.isfinite(p)))
+        raise ValueError(f"Predictions hold {bad} NaN/inf value(s) at labelled entries.")
     K = y.shape[1]
     yb = y == 1
     n_pos, n_neg = np.sum(mask & yb, axis=0), np.sum(mask & ~yb, axis=0)

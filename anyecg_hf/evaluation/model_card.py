@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import fmt, format_ci, horizon_label, markdown_table
+from .report import fmt, horizon_label, markdown_table
 
 __all__ = ["write_model_card", "model_card_section", "RESEARCH_USE_STATEMENT", "SECTION_START", "SECTION_END"]
 
@@ -55,7 +55,8 @@ def _diagnosis_section(rep, top_n, digits, dataset_name):
     if len(best):
         parts += [f"Best {len(best)} conditions by AUROC:", "", markdown_table(rep.formatted_table(best, digits)), ""]
     if len(rep.ranked()) > top_n and len(worst):
-        parts += [f"Worst {len(worst)} conditions by AUROC:", "", markdown_table(rep.formatted_table(worst, digits)), ""]
+        parts += [f"Worst {len(worst)} conditions by AUROC:", "", markdown_table(rep.formatted_table(worst, digits)),
+                  ""]
     undefined = rep.table[~rep.table["defined"]]
     if len(undefined):
         names = ", ".join(undefined["name"].astype(str).head(20))
@@ -302,7 +303,8 @@ def write_model_card(
         "```", "",
         "## Limitations", "",
         "Performance depends on the population, acquisition device, lead placement and label definitions; evaluate on "
-        "your own cohort (for example with `anyecg_hf.evaluation.evaluate_diagnosis`) and recalibrate thresholds before "
+        "your own cohort (for example with `anyecg_hf.evaluation.evaluate_diagnosis`) and recalibrate thresholds "
+        "before "
         "any study. Metrics above carry bootstrap confidence intervals; small subgroups and rare conditions have wide "
         "intervals.", "",
     ]

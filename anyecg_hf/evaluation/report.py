@@ -214,8 +214,10 @@ class DiagnosisReport:
                     "Level": sub["level"],
                     "Samples": sub["n_samples"],
                     "Defined conditions": sub["n_defined"],
-                    "Macro AUROC [CI]": [format_ci(v, lo, hi, digits) for v, lo, hi in
-                                         zip(sub["macro_auroc"], sub["macro_auroc_ci_low"], sub["macro_auroc_ci_high"])],
+                    "Macro AUROC [CI]": [
+                        format_ci(v, lo, hi, digits)
+                        for v, lo, hi in zip(sub["macro_auroc"], sub["macro_auroc_ci_low"], sub["macro_auroc_ci_high"])
+                    ],
                     "Micro AUROC": [fmt(v, digits) for v in sub["micro_auroc"]],
                 }
             )

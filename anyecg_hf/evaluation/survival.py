@@ -456,7 +456,7 @@ def evaluate_risk(
     mask = np.ones((N, K), dtype=bool) if at_risk_mask is None else _as_nk("at_risk_mask", at_risk_mask, N, K, bool)
     label_space = _resolve_label_space(label_space, K)
     horizons = np.asarray(list(horizons), dtype=np.float64).reshape(-1)
-    if horizons.size == 0 or not np.all(np.isfinite(horizons)) or np.any(horizons <= 0) or np.any(np.diff(horizons) <= 0):
+    if horizons.size == 0 or not np.all(np.isfinite(horizons) & (horizons > 0)) or np.any(np.diff(horizons) <= 0):
         raise ValueError(f"horizons must be positive, finite and increasing (years), got {horizons.tolist()}.")
     H = len(horizons)
     _check_survival(times, events, mask, "")
