@@ -85,7 +85,8 @@ def forest_plot(table: pd.DataFrame, path, metric: str = "auroc", label: str = "
     ax.set_xlabel(f"{label} (95% CI)" if has_ci.any() else label)
     title = f"{label} per condition"
     if omitted:
-        title += f" (best and worst {n}; {omitted} more in the table)"
+        top = int(math.ceil(max_conditions / 2))
+        title += f" (best {top} and worst {n - top}; {omitted} more in the table)"
     ax.set_title(title, fontsize=9)
     ax.set_ylim(y.min() - 0.8, y.max() + 0.8)
     return _save(fig, path)
