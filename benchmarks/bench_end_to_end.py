@@ -8,7 +8,10 @@ Measured in ONE run, on the full-size ECGFounder network (seeded weights of the 
   process and with 2 processes (`accelerate launch --multi_gpu --num_processes 2`, gloo on CPU): ECGs/s of the
   streaming phase (from the job's `_SUCCESS`), its ratio to the baseline, and the peak RSS of every process of the
   job (main processes and reader workers, sampled every 0.1 s);
-* memory flatness: peak RSS of the main process for N and for 5 N files (1 process).
+* memory flatness: peak and median RSS of the main process for N and for 5 N files (1 process).
+
+"RSS worker" is the largest reader process (its RSS includes pages shared with the main process it was forked
+from); "PSS total" sums the proportional set sizes of all processes of the job (shared pages counted once).
 
     python benchmarks/bench_end_to_end.py                      # N = 1000, RSS check with 1000 vs 5000
     python benchmarks/bench_end_to_end.py --n 200 --rss-sizes 200,1000 --processes 1   # quick
@@ -46,6 +49,15 @@ def make_model(folder: Path) -> Path:
     return folder
 
 
+def make_tiny_model(folder: Path) -> Path:
+    from anyecg_hf import AnyECGForDiagnosis
+    from anyecg_hf.testing import tiny_config
+
+    if not (folder / "model.safetensors").exists():
+        AnyECGForDiagnosis(tiny_config()).save_pretrained(folder)
+    return folder
+
+
 def make_archive(folder: Path, n: int) -> Path:
     """`n` WFDB records: symlinks to the 50 CinC records, 50 per sub-folder."""
     from anyecg_hf.testing import shared_dir
@@ -80,12 +92,14 @@ def backbone_throughput(model_dir: Path, batch_size: int, threads: int, seconds:
 
 
 class RSSMonitor:
-    """Peak RSS of every process in the tree below `pid` (sampled)."""
+    """RSS samples of every process in the tree below `pid`, and the peak total PSS of the tree (proportional set
+    size: pages shared by a main process and its forked readers are counted once)."""
 
-    def __init__(self, pid: int, interval: float = 0.1):
+    def __init__(self, pid: int, interval: float = 0.2):
         self.root = psutil.Process(pid)
         self.interval = interval
-        self.peak: dict[int, tuple[str, int]] = {}
+        self.samples: dict[int, list] = {}
+        self.info: dict[int, tuple] = {}  # pid -> (cmdline, parent pid)
         self.peak_total = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -100,19 +114,26 @@ class RSSMonitor:
             total = 0
             for p in procs:
                 try:
-                    rss = p.memory_info().rss
-                    cmd = " ".join(p.cmdline()[1:4])
+                    mem = p.memory_full_info()
+                    if p.pid not in self.info:
+                        self.info[p.pid] = (" ".join(p.cmdline()), p.ppid())
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
-                total += rss
-                if rss > self.peak.get(p.pid, ("", 0))[1]:
-                    self.peak[p.pid] = (cmd, rss)
+                total += getattr(mem, "pss", mem.rss)
+                self.samples.setdefault(p.pid, []).append(mem.rss)
             self.peak_total = max(self.peak_total, total)
             time.sleep(self.interval)
 
     def stop(self):
         self._stop.set()
         self._thread.join()
+
+    def job_processes(self) -> tuple[list, list]:
+        """`(mains, readers)`: RSS sample lists of the job's main processes and of their reader processes."""
+        cli = {pid for pid, (cmd, _) in self.info.items() if "anyecg_hf.cli" in cmd or "multiprocessing" in cmd}
+        mains = [pid for pid in cli if "anyecg_hf.cli" in self.info[pid][0] and self.info[pid][1] not in cli]
+        readers = [pid for pid in cli if pid not in mains]
+        return [self.samples[p] for p in mains], [self.samples[p] for p in readers]
 
 
 def run_profile(archive: Path, model_dir: Path, out: Path, processes: int, batch_size: int, workers, threads) -> dict:
@@ -143,19 +164,19 @@ def run_profile(archive: Path, model_dir: Path, out: Path, processes: int, batch
     if proc.returncode != 0:
         raise RuntimeError(f"profile failed ({proc.returncode}):\n{err[-3000:]}")
     manifest = json.loads((out / "_SUCCESS").read_text())
-    cli = {pid: v for pid, v in mon.peak.items() if "anyecg_hf.cli" in v[0]}
-    mains = sorted((v[1] for v in cli.values()), reverse=True)[:processes]
-    workers_rss = sorted(v[1] for pid, v in mon.peak.items() if v[1] not in mains and "accelerate" not in v[0]
-                         and "torch.distributed" not in v[0])
+    mains, readers = mon.job_processes()
     return {
         "processes": processes,
         "rows": manifest["rows"],
         "ecgs_per_s": manifest["run"]["ecgs_per_s"],
         "stream_s": manifest["run"]["seconds"],
         "wall_s": wall,
-        "peak_rss_main_mib": max(mains) / 2**20 if mains else float("nan"),
-        "peak_rss_worker_mib": max(workers_rss) / 2**20 if workers_rss else 0.0,
+        "peak_rss_main_mib": max(max(m) for m in mains) / 2**20 if mains else float("nan"),
+        # typical RSS of a main process while streaming (median of its samples): robust to a momentary spike
+        "median_rss_main_mib": max(float(np.median(m)) for m in mains) / 2**20 if mains else float("nan"),
+        "peak_rss_worker_mib": max(max(r) for r in readers) / 2**20 if readers else 0.0,
         "peak_rss_total_mib": mon.peak_total / 2**20,
+        "model_busy": manifest["run"].get("model_busy", float("nan")),
     }
 
 
@@ -167,6 +188,9 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=None, help="reader workers per process (default: the CLI's)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per process (default: the CLI's)")
+    ap.add_argument("--rss-model", choices=("full", "tiny"), default="full",
+                    help="model of the memory-flatness runs: the full network, or a tiny one (the engine's memory "
+                    "growth with N is the same; the runs are preprocessing-bound and much shorter)")
     ap.add_argument("--baseline-seconds", type=float, default=20.0)
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: seeded full-size ECGFounder)")
     ap.add_argument("--tmp", type=Path, default=None)
@@ -184,28 +208,32 @@ def main():
     archive = make_archive(tmp / f"wfdb{args.n}", args.n)
     print(f"\nanyecg profile on {args.n} WFDB files -> Parquet")
     print(f"{'processes':>9} {'ECGs/s':>8} {'vs backbone':>11} {'stream s':>8} {'wall s':>7} "
-          f"{'RSS main MiB':>12} {'RSS worker MiB':>14} {'RSS total MiB':>13}")
+          f"{'RSS main MiB':>12} {'RSS worker MiB':>14} {'PSS total MiB':>13} {'model busy':>10}")
     results = []
     for p in [int(x) for x in args.processes.split(",")]:
         r = run_profile(archive, model_dir, tmp / f"out-p{p}", p, args.batch_size, args.workers, args.threads)
         results.append(r)
         print(f"{p:>9} {r['ecgs_per_s']:>8.1f} {r['ecgs_per_s'] / base:>10.0%} {r['stream_s']:>8.1f} "
               f"{r['wall_s']:>7.1f} {r['peak_rss_main_mib']:>12.0f} {r['peak_rss_worker_mib']:>14.0f} "
-              f"{r['peak_rss_total_mib']:>13.0f}")
+              f"{r['peak_rss_total_mib']:>13.0f} {r['model_busy']:>10.0%}")
 
     sizes = [int(x) for x in args.rss_sizes.split(",") if x]
     if sizes:
-        print("\nmemory flatness (1 process)")
-        print(f"{'files':>7} {'ECGs/s':>8} {'RSS main MiB':>12} {'RSS worker MiB':>14} {'RSS total MiB':>13}")
-        rss = []
+        rss_model = model_dir if args.rss_model == "full" else make_tiny_model(tmp / "tiny")
+        print(f"\nmemory flatness (1 process, {args.rss_model} model)")
+        print(f"{'files':>7} {'ECGs/s':>8} {'RSS main MiB':>12} {'median':>7} {'RSS worker MiB':>14} {'PSS total MiB':>13}")
+        rss, med = [], []
         for n in sizes:
             arch = archive if n == args.n else make_archive(tmp / f"wfdb{n}", n)
-            r = run_profile(arch, model_dir, tmp / f"out-n{n}", 1, args.batch_size, args.workers, args.threads)
+            r = run_profile(arch, rss_model, tmp / f"out-n{n}", 1, args.batch_size, args.workers, args.threads)
             rss.append(r["peak_rss_main_mib"])
-            print(f"{n:>7} {r['ecgs_per_s']:>8.1f} {r['peak_rss_main_mib']:>12.0f} {r['peak_rss_worker_mib']:>14.0f} "
+            med.append(r["median_rss_main_mib"])
+            print(f"{n:>7} {r['ecgs_per_s']:>8.1f} {r['peak_rss_main_mib']:>12.0f} {r['median_rss_main_mib']:>7.0f} "
+                  f"{r['peak_rss_worker_mib']:>14.0f} "
                   f"{r['peak_rss_total_mib']:>13.0f}")
         if len(rss) > 1:
-            print(f"peak RSS of the main process, {sizes[-1]} vs {sizes[0]} files: x{rss[-1] / rss[0]:.2f}")
+            print(f"main process, {sizes[-1]} vs {sizes[0]} files: peak RSS x{rss[-1] / rss[0]:.2f}, "
+                  f"median RSS x{med[-1] / med[0]:.2f}")
     print(f"\n(files in {tmp})")
 
 

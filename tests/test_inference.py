@@ -120,10 +120,25 @@ def test_shard_is_a_disjoint_balanced_cover():
         shard(3, 2, 2)
 
 
+def test_plan_slices_are_the_round_robin_shards(tmp_path):
+    paths = [f"/x/{i}.hea" for i in range(23)]
+    index = np.arange(100, 123)
+    store.write_plan(str(tmp_path), index, paths, {"inputs": 23})
+    seen = []
+    for rank in range(3):
+        idx, p, info = store.read_plan(str(tmp_path), rank, 3, batch_rows=7)  # several record batches
+        assert list(idx) == [100 + i for i in shard(23, rank, 3)] and info == {"inputs": 23}
+        assert p.to_pylist() == [paths[i] for i in shard(23, rank, 3)]
+        seen += list(idx)
+    assert sorted(seen) == list(index)
+
+
 def test_string_table_round_trip():
     strings = ["/a/b.hea", "", "/ü/ñ/ecg 1.xml", "x" * 1000]
     t = StringTable(strings)
     assert len(t) == 4 and list(t) == strings and t[2] == strings[2]
+    arrow = pa.array(["skip"] + strings).slice(1)  # a sliced Arrow array: offsets start past 0
+    assert list(StringTable(arrow)) == strings and len(StringTable(pa.array([], pa.string()))) == 0
 
 
 def test_shard_writer_atomic_chunks_and_done_set(tmp_path):

@@ -21,13 +21,27 @@ MODEL_INPUT_KEYS = ("input_values", "lead_mask", "sample_mask")
 
 
 class StringTable:
-    """An immutable list of strings in two NumPy arrays (UTF-8 bytes + offsets).
+    """An immutable list of strings in two NumPy arrays (UTF-8 bytes + offsets), built from Python strings or
+    (without copying) from an Arrow string array.
 
     DataLoader workers are forked: a Python list of millions of `str` would be copied page by page into every
     worker as reference counts change; two flat arrays are shared for free.
     """
 
     def __init__(self, strings):
+        try:
+            import pyarrow as pa
+        except ImportError:  # pragma: no cover
+            pa = None
+        if pa is not None and isinstance(strings, (pa.Array, pa.ChunkedArray)):
+            arr = strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
+            arr = arr.cast(pa.large_string())
+            if arr.null_count:
+                raise ValueError("paths must not be null")
+            _, offsets, data = arr.buffers()
+            self._offsets = np.frombuffer(offsets, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1].copy()
+            self._data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+            return
         encoded = [s.encode("utf-8", "surrogateescape") for s in strings]
         self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(b) for b in encoded], out=self._offsets[1:])

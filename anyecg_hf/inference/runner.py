@@ -488,12 +488,9 @@ def _autocast_factory(dtype: str, device):
 
 
 def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: RowBuilder, meta: dict,
-           indices: np.ndarray, paths: list, total_hint: int | None = None) -> dict:
+           indices: np.ndarray, paths) -> dict:
     """Run this rank's slice: read + preprocess in workers, forward, aggregate, write chunks. Returns counts."""
-    import torch
     from torch.utils.data import DataLoader
-
-    from ..pipelines.outputs import aggregate_windows
 
     device = ctx.device
     dataset = ECGFileDataset(StringTable(paths), extractor, indices=indices, read_kwargs=settings.read_kwargs,
@@ -521,6 +518,26 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
         bar = tqdm(total=len(dataset), desc=desc, unit="ECG", dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
     t0 = time.perf_counter()
     model_s = 0.0  # time in the forward pass: model_s / seconds near 1 means reading keeps up with the model
+    try:
+        model_s = _stream_batches(settings, loader, model, device, builder, writer, autocast, bar)
+    except RuntimeError as err:
+        if "DataLoader worker" not in str(err):
+            raise
+        writer.flush()  # keep every completed row: a --resume continues from here
+        raise JobError(f"a reader process died ({err}); the results so far are saved in {settings.parts_dir}. "
+                       "Rerun with --resume; if it happens again, --workers 0 shows which file kills the reader.") from None
+    writer.flush()
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return {"rank": ctx.rank, "processed": writer.rows_written, "failed": writer.errors_written, "seconds": seconds,
+            "model_seconds": model_s, "workers": workers, "files": writer.files}
+
+
+def _stream_batches(settings, loader, model, device, builder, writer, autocast, bar) -> float:
+    from ..pipelines.outputs import aggregate_windows
+
+    model_s = 0.0
     for batch in loader:
         rows = None
         if batch.items:
@@ -538,12 +555,7 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
             bar.update(len(batch))
             if writer.errors_written or batch.errors:
                 bar.set_postfix(failed=writer.errors_written + len(writer._errors), refresh=False)
-    writer.flush()
-    seconds = time.perf_counter() - t0
-    if bar is not None:
-        bar.close()
-    return {"rank": ctx.rank, "processed": writer.rows_written, "failed": writer.errors_written, "seconds": seconds,
-            "model_seconds": model_s, "workers": workers, "files": writer.files}
+    return model_s
 
 
 def run_job(settings: JobSettings) -> JobResult:

@@ -160,13 +160,21 @@ def write_plan(out_dir, indices: np.ndarray, paths: list, info: dict) -> str:
     return path
 
 
-def read_plan(out_dir, rank: int, world_size: int) -> tuple[np.ndarray, list, dict]:
-    """This rank's slice (`rank::world_size`) of the plan: `(input_indices, paths, info)`."""
-    table = pq.read_table(os.path.join(out_dir, PLAN_FILE))
-    info = json.loads((table.schema.metadata or {}).get(METADATA_KEY, b"{}"))
-    take = np.arange(rank, table.num_rows, world_size)
-    table = table.take(pa.array(take, pa.int64()))
-    return table.column("input_index").to_numpy(), table.column("path").to_pylist(), info
+def read_plan(out_dir, rank: int, world_size: int, batch_rows: int = 1 << 20) -> tuple[np.ndarray, pa.Array, dict]:
+    """This rank's slice (`rank::world_size`) of the plan: `(input_indices, paths, info)`, `paths` an Arrow string
+    array (compact; read in record batches so that a huge plan is never all in memory as Python objects)."""
+    pf = pq.ParquetFile(os.path.join(out_dir, PLAN_FILE))
+    info = json.loads((pf.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
+    indices, paths, start = [], [], 0
+    for batch in pf.iter_batches(batch_size=batch_rows):
+        take = np.arange((rank - start) % world_size, batch.num_rows, world_size)
+        start += batch.num_rows
+        part = batch.take(pa.array(take, pa.int64()))
+        indices.append(part.column(0).to_numpy())
+        paths.append(part.column(1))
+    if not paths:
+        return np.zeros(0, np.int64), pa.array([], pa.large_string()), info
+    return np.concatenate(indices), pa.concat_arrays([p.cast(pa.large_string()) for p in paths]), info
 
 
 class ShardWriter:
