@@ -2,12 +2,13 @@
 
 Measured in ONE run, on the full-size ECGFounder network (seeded weights of the parity fixture, 30.8 M parameters):
 
-* baseline: backbone-only ECGs/s (the model's forward on ready tensors, `torch.inference_mode`, same batch size and
-  threads) -- the ceiling an end-to-end run can reach;
+* baseline: backbone-only ECGs/s (the model's forward on ready tensors, `torch.inference_mode`, same batch size),
+  for 1 process with 1 thread and with all cores, and for P processes at once -- the ceiling an end-to-end run with
+  the same number of processes can reach;
 * `anyecg profile` on N WFDB files (symlinks to the 50 CinC records in a temp folder), written as Parquet, with 1
-  process and with 2 processes (`accelerate launch --multi_gpu --num_processes 2`, gloo on CPU): ECGs/s of the
-  streaming phase (from the job's `_SUCCESS`), its ratio to the baseline, and the peak RSS of every process of the
-  job (main processes and reader workers, sampled every 0.1 s);
+  process and with 2 processes (`accelerate launch --multi_gpu --num_processes 2`, gloo on CPU), with and without the
+  signal-quality flags: ECGs/s of the streaming phase (from the job's `_SUCCESS`), its ratio to the baseline, the
+  fraction of time the model was busy, and the peak RSS of every process of the job (sampled every 0.2 s);
 * memory flatness: peak and median RSS of the main process for N and for 5 N files (1 process).
 
 "RSS worker" is the largest reader process (its RSS includes pages shared with the main process it was forked
@@ -75,20 +76,77 @@ def make_archive(folder: Path, n: int) -> Path:
     return folder
 
 
-def backbone_throughput(model_dir: Path, batch_size: int, threads: int, seconds: float = 20.0) -> float:
-    """ECGs/s of the model alone on ready (batch, 12, 5000) tensors."""
+def _backbone_loop(model_dir, batch_size: int, threads: int, seconds: float, start=None, queue=None) -> float:
     from anyecg_hf import AnyECGForDiagnosis
 
     torch.set_num_threads(threads)
     model = AnyECGForDiagnosis.from_pretrained(model_dir).eval()
     x = torch.randn(batch_size, 12, 5000)
     with torch.inference_mode():
-        model(input_values=x)  # warm-up
+        model(input_values=x[:2])  # warm-up
+        if start is not None:
+            start.wait()
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds or n < 2 * batch_size:
             model(input_values=x)
             n += batch_size
-        return n / (time.perf_counter() - t0)
+        rate = n / (time.perf_counter() - t0)
+    if queue is not None:
+        queue.put(rate)
+    return rate
+
+
+def backbone_throughput(model_dir: Path, batch_size: int, threads: int, processes: int = 1,
+                        seconds: float = 20.0) -> float:
+    """ECGs/s of the model alone on ready (batch, 12, 5000) tensors: `processes` processes with `threads` torch
+    threads each, running at the same time (summed)."""
+    if processes == 1:
+        return _backbone_loop(model_dir, batch_size, threads, seconds)
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    start, queue = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_backbone_loop, args=(model_dir, batch_size, threads, seconds, start, queue))
+             for _ in range(processes)]
+    for p in procs:
+        p.start()
+    time.sleep(15)  # let every process load the model and warm up
+    start.set()
+    rates = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(rates)
+
+
+def stage_throughput(model_dir: Path, files: list, batch_size: int) -> dict:
+    """ECGs/s on ONE core of each stage of the end-to-end path (1 torch thread, 1 numba thread), to explain the
+    end-to-end figure: reading, preprocessing (batched), signal-quality flags, the model."""
+    import warnings
+
+    import numba
+
+    from anyecg_hf import AnyECGFeatureExtractor, read_ecg
+
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    fe = AnyECGFeatureExtractor.from_pretrained(model_dir)
+    fe.windowing = "sliding"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fe([read_ecg(f) for f in files[:batch_size]])  # numba compile / cache load
+        t0 = time.perf_counter()
+        recs = [read_ecg(f) for f in files]
+        t1 = time.perf_counter()
+        for i in range(0, len(recs), batch_size):
+            fe(recs[i:i + batch_size], return_window_index=True)
+        t2 = time.perf_counter()
+        for i in range(0, len(recs), batch_size):
+            fe.check_quality(recs[i:i + batch_size])
+        t3 = time.perf_counter()
+    n = len(files)
+    out = {"read": n / (t1 - t0), "preprocess": n / (t2 - t1), "quality": n / (t3 - t2)}
+    out["model"] = _backbone_loop(model_dir, batch_size, 1, 10.0)
+    return out
 
 
 class RSSMonitor:
@@ -130,15 +188,20 @@ class RSSMonitor:
 
     def job_processes(self) -> tuple[list, list]:
         """`(mains, readers)`: RSS sample lists of the job's main processes and of their reader processes."""
-        cli = {pid for pid, (cmd, _) in self.info.items() if "anyecg_hf.cli" in cmd or "multiprocessing" in cmd}
+        cli = {pid for pid, (cmd, _) in self.info.items()
+               if ("anyecg_hf.cli" in cmd or "multiprocessing" in cmd)
+               and "accelerate.commands.launch" not in cmd and "torch.distributed.run" not in cmd}
         mains = [pid for pid in cli if "anyecg_hf.cli" in self.info[pid][0] and self.info[pid][1] not in cli]
         readers = [pid for pid in cli if pid not in mains]
         return [self.samples[p] for p in mains], [self.samples[p] for p in readers]
 
 
-def run_profile(archive: Path, model_dir: Path, out: Path, processes: int, batch_size: int, workers, threads) -> dict:
+def run_profile(archive: Path, model_dir: Path, out: Path, processes: int, batch_size: int, workers, threads,
+                quality: bool = True) -> dict:
     args = ["profile", str(archive), "--model", str(model_dir), "--out", str(out), "--format", "parquet",
             "--batch-size", str(batch_size), "--no-progress", "--overwrite"]
+    if not quality:
+        args.append("--no-quality")
     if workers is not None:
         args += ["--workers", str(workers)]
     if threads is not None:
@@ -202,20 +265,40 @@ def main():
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {cores} cores, torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
 
-    base = backbone_throughput(model_dir, args.batch_size, cores, args.baseline_seconds)
-    print(f"backbone only (batch {args.batch_size}, {cores} threads, float32): {base:.1f} ECGs/s")
-
+    layouts = [int(x) for x in args.processes.split(",")]
     archive = make_archive(tmp / f"wfdb{args.n}", args.n)
-    print(f"\nanyecg profile on {args.n} WFDB files -> Parquet")
-    print(f"{'processes':>9} {'ECGs/s':>8} {'vs backbone':>11} {'stream s':>8} {'wall s':>7} "
-          f"{'RSS main MiB':>12} {'RSS worker MiB':>14} {'PSS total MiB':>13} {'model busy':>10}")
-    results = []
-    for p in [int(x) for x in args.processes.split(",")]:
-        r = run_profile(archive, model_dir, tmp / f"out-p{p}", p, args.batch_size, args.workers, args.threads)
-        results.append(r)
-        print(f"{p:>9} {r['ecgs_per_s']:>8.1f} {r['ecgs_per_s'] / base:>10.0%} {r['stream_s']:>8.1f} "
-              f"{r['wall_s']:>7.1f} {r['peak_rss_main_mib']:>12.0f} {r['peak_rss_worker_mib']:>14.0f} "
-              f"{r['peak_rss_total_mib']:>13.0f} {r['model_busy']:>10.0%}")
+    files = sorted(str(p) for p in archive.rglob("*.hea"))[:200]
+    st = stage_throughput(model_dir, files, args.batch_size)
+    print("\nper stage, ONE core each (ECGs/s): " + ", ".join(f"{k} {v:.0f}" for k, v in st.items()))
+    for q in (True, False):
+        stages = ["read", "preprocess", "model"] + (["quality"] if q else [])
+        ceiling = cores / sum(1 / st[k] for k in stages)
+        print(f"  ceiling of a {cores}-core end-to-end run, quality flags {'on' if q else 'off'}: {ceiling:.0f} ECGs/s "
+              f"(every core busy, no overhead) = {ceiling / (cores * st['model']):.0%} of {cores} cores running the "
+              "model alone")
+
+    # Each layout's backbone-only baseline is measured right before its end-to-end runs: the load of a shared
+    # machine drifts, and the ratio should compare like with like.
+    print(f"\nanyecg profile on {args.n} WFDB files -> Parquet; backbone only = the model alone on ready tensors "
+          f"(batch {args.batch_size}, float32), same number of processes, best thread setting, measured just before")
+    print(f"{'processes':>9} {'backbone':>8} {'quality':>7} {'ECGs/s':>8} {'vs backbone':>11} {'stream s':>8} "
+          f"{'wall s':>7} {'RSS main MiB':>12} {'RSS worker MiB':>14} {'PSS total MiB':>13} {'model busy':>10}")
+    for p in layouts:
+        if p == 1:
+            b11 = backbone_throughput(model_dir, args.batch_size, 1, 1, args.baseline_seconds)
+            b1c = backbone_throughput(model_dir, args.batch_size, cores, 1, args.baseline_seconds) if cores > 1 else b11
+            base, how = max(b11, b1c), f"(1 thread {b11:.1f}, {cores} threads {b1c:.1f})"
+        else:
+            base = backbone_throughput(model_dir, args.batch_size, max(1, cores // p), p, args.baseline_seconds)
+            how = f"({p} x {max(1, cores // p)} thread)"
+        for quality in (True, False):
+            r = run_profile(archive, model_dir, tmp / f"out-p{p}", p, args.batch_size, args.workers, args.threads,
+                            quality)
+            print(f"{p:>9} {base:>8.1f} {'on' if quality else 'off':>7} {r['ecgs_per_s']:>8.1f} "
+                  f"{r['ecgs_per_s'] / base:>10.0%} {r['stream_s']:>8.1f} {r['wall_s']:>7.1f} "
+                  f"{r['peak_rss_main_mib']:>12.0f} {r['peak_rss_worker_mib']:>14.0f} {r['peak_rss_total_mib']:>13.0f} "
+                  f"{r['model_busy']:>10.0%}", flush=True)
+        print(f"{'':>9} backbone-only {how}")
 
     sizes = [int(x) for x in args.rss_sizes.split(",") if x]
     if sizes:
