@@ -191,3 +191,17 @@ def test_configure_cpu_threads(monkeypatch):
             configure_cpu_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_bf16_autocast_runs_and_stays_close():
+    """The layers work under autocast (the GPU bf16 path); on CPU we only check dtypes and closeness, not speed."""
+    torch.manual_seed(6)
+    model = AnyECGForDiagnosis(tiny_config()).eval()
+    x = torch.randn(3, 12, 1000)
+    with torch.inference_mode():
+        expected = model(x).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+    assert out.logits.dtype == torch.bfloat16
+    assert torch.isfinite(out.logits.float()).all()
+    assert (out.logits.float() - expected).abs().max() < 0.1 * expected.abs().max() + 0.05
