@@ -205,3 +205,19 @@ def test_bf16_autocast_runs_and_stays_close():
     assert out.logits.dtype == torch.bfloat16
     assert torch.isfinite(out.logits.float()).all()
     assert (out.logits.float() - expected).abs().max() < 0.1 * expected.abs().max() + 0.05
+
+
+def test_input_gradients_on_flat_signal_match_baseline(baseline):
+    """Flat (zero-filled) leads give exact ties in the shortcut max-pool; the input gradient (what attribution
+    methods use) must still follow the released max-pool, not split ties."""
+    torch.manual_seed(7)
+    model = AnyECGModel(tiny_config()).eval()
+    reference = baseline.from_anyecg(model)
+    x = torch.zeros(2, 12, 301)
+    x[1, :6] = torch.randn(6, 301)  # second ECG: half the leads missing
+    grads = []
+    for net in (lambda v: model(v).pooler_output, reference):
+        v = x.clone().requires_grad_(True)
+        (net(v) * torch.linspace(-1, 1, 32)).sum().backward()
+        grads.append(v.grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)

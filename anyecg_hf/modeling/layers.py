@@ -47,6 +47,10 @@ def static_same_padding(kernel_size: int, stride: int) -> tuple[int, int] | None
     return None
 
 
+# torch >= 2.1 has torch.compiler; is_compiling / is_exporting came later
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+_is_exporting = getattr(torch.compiler, "is_exporting", _is_compiling)
+
 _FUSED_CONV_SILU = hasattr(torch.ops.mkldnn, "_convolution_pointwise") and torch.backends.mkldnn.is_available()
 
 
@@ -64,7 +68,7 @@ def fused_conv_silu_enabled(x: torch.Tensor) -> bool:
         and x.dtype == torch.float32
         and torch.backends.mkldnn.enabled
         and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
+        and not _is_compiling()
     )
 
 
@@ -166,10 +170,11 @@ class Shortcut(nn.Module):
             return x
         x = x.unsqueeze(2)  # 4-D so that padding keeps the memory layout
         if self.downsample:
-            # max over pairs (0,1), (2,3), ... of x padded with one zero: both slices have ceil(n/2) samples.
-            # Cheaper than max_pool2d, which also writes int64 indices.
             x = F.pad(x, (0, 1))
-            x = torch.maximum(x[..., :-1:2], x[..., 1::2])
+            if torch.is_grad_enabled():  # max-pool's gradient goes to one element of a tie, as released
+                x = F.max_pool2d(x, kernel_size=(1, 2), stride=(1, 2))
+            else:  # max of pairs (0,1), (2,3), ...: both slices have ceil(n/2) samples; no int64 indices written
+                x = torch.maximum(x[..., :-1:2], x[..., 1::2])
         if self.channel_pad[-2:] != (0, 0):
             x = F.pad(x, self.channel_pad)
         return x.squeeze(2)
@@ -262,7 +267,7 @@ class Stage(nn.Module):
         self.channel_major = out_channels >= CHANNEL_MAJOR_MIN_WIDTH
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channel_major and not torch.compiler.is_exporting():
+        if self.channel_major and not _is_exporting():
             x = x.contiguous()
         for block in self.blocks:
             x = block(x)
@@ -287,7 +292,7 @@ class Stem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Exported graphs (ONNX) carry no memory layout: skip the copy, which would also add stride guards.
-        h = self.conv(x if torch.compiler.is_exporting() else time_major(x))
+        h = self.conv(x if _is_exporting() else time_major(x))
         return F.silu(h if self.norm is None else self.norm(h))
 
 
@@ -314,7 +319,7 @@ def run_backbone(
         `(last stage output, hidden states or None)`.
     """
     blocked = 0
-    if 0 < cache_block_size < x.shape[0] and not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+    if 0 < cache_block_size < x.shape[0] and not _is_compiling() and not torch.jit.is_tracing():
         while blocked < len(stages) and not stages[blocked].channel_major:
             blocked += 1
     if blocked:
