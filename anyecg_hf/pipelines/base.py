@@ -58,6 +58,9 @@ class ECGPipelineBase(ChunkPipeline):
         on_error (`str`): `"raise"` (default) stops at an unreadable or invalid input; `"return"` gives a result
             with an `"error"` message for that input and goes on (what batch jobs want).
         batch_size, num_workers, device: as in every transformers pipeline (windows are batched across records).
+        onnx_model (constructor only): path of an ONNX file exported from the same model (`anyecg export-onnx`), or an
+            `anyecg_hf.runtime.OnnxECGModel`; the forward pass then runs on ONNX Runtime (CPU), which is faster at
+            small batches and on shared CPUs (see docs/speed.md). Outputs match PyTorch to ~1e-6.
     """
 
     _load_processor = False
@@ -66,14 +69,30 @@ class ECGPipelineBase(ChunkPipeline):
     _load_feature_extractor = None  # optional: built from the model config when the folder has none
     _load_tokenizer = False
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, onnx_model=None, **kwargs):
         super().__init__(*args, **kwargs)
         from ..processing import AnyECGFeatureExtractor
+
+        # Optional ONNX Runtime backend (CPU): a path to a file written by `anyecg export-onnx` / `export_onnx`, or
+        # an `OnnxECGModel`. The PyTorch model still provides the config, the head checks and risk-curve helpers.
+        self.onnx_model = None
+        if onnx_model is not None:
+            from ..runtime import OnnxECGModel
+
+            self.onnx_model = onnx_model if isinstance(onnx_model, OnnxECGModel) else OnnxECGModel(onnx_model)
+            if self.onnx_model.config.to_dict()["label_space"] != self.model.config.to_dict()["label_space"]:
+                raise ValueError("onnx_model was exported from a model with another label space than `model`.")
 
         if not isinstance(self.feature_extractor, AnyECGFeatureExtractor):
             self.feature_extractor = AnyECGFeatureExtractor.from_model_config(self.model.config)
         self.model.eval()
         self._check_model()
+
+    def _call_model(self, inputs):
+        """The model's forward on a batch of windows: ONNX Runtime when `onnx_model` was given, else PyTorch."""
+        if self.onnx_model is not None:
+            return self.onnx_model(**{k: v.cpu() for k, v in inputs.items()})
+        return self.model(**inputs, return_dict=True)
 
     # ------------------------------------------------------------------ model introspection
     def _check_model(self) -> None:

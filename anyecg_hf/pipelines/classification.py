@@ -48,7 +48,7 @@ class ECGClassificationPipeline(ECGPipelineBase):
         return {}, post
 
     def _run_model(self, inputs):
-        out = self.model(**inputs, return_dict=True)
+        out = self._call_model(inputs)
         logits = getattr(out, "diagnosis_logits", None)
         if logits is None:
             logits = out.logits

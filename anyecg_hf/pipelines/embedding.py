@@ -32,6 +32,8 @@ class ECGEmbeddingPipeline(ECGPipelineBase):
         return {}, ({} if return_tensors is None else {"return_tensors": bool(return_tensors)})
 
     def _run_model(self, inputs):
+        if self.onnx_model is not None:
+            return {"embedding": self._call_model(inputs).pooler_output.float()}
         backbone = self.model.base_model
         return {"embedding": backbone(**inputs, return_dict=True).pooler_output.float()}
 

@@ -75,7 +75,7 @@ class ECGProfilingPipeline(ECGPipelineBase):
         return list(horizons)
 
     def _run_model(self, inputs, horizons=None):
-        out = self.model(**inputs, return_dict=True)
+        out = self._call_model(inputs)
         result = {}
         diag = getattr(out, "diagnosis_logits", None)
         if diag is None and self.has_diagnosis_head:
