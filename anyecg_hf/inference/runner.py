@@ -545,11 +545,36 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
             "model_seconds": model_s, "workers": workers, "files": writer.files}
 
 
+_TRIM_EVERY = 16  # batches
+
+
+def _heap_trimmer():
+    """`malloc_trim(0)` of glibc, or a no-op elsewhere.
+
+    Why: each batch leaves a few small long-lived allocations (the result rows waiting for their chunk) between large
+    short-lived ones (model activations, arrays) on glibc's heap; the heap then cannot shrink and the RSS of a long
+    job creeps up (measured: +2-3 MB per batch of 64 with a tiny model until the chunk is written). Trimming every
+    few batches hands the free pages back and keeps the memory flat."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
 def _stream_batches(settings, loader, model, device, builder, writer, autocast, bar) -> float:
     from ..pipelines.outputs import aggregate_windows
 
     model_s = 0.0
-    for batch in loader:
+    trim = _heap_trimmer()
+    for n_batch, batch in enumerate(loader, 1):
+        if n_batch % _TRIM_EVERY == 0:
+            trim()
         rows = None
         if batch.items:
             tm = time.perf_counter()
