@@ -101,7 +101,8 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
     r.add_argument("--workers", type=int, metavar="N",
                    help="reader processes per process, overlapping reading + preprocessing with the model "
                    "(0 = read in the main process; default: ~1 per 4 cores on CPU, the process's cores on GPU)")
-    r.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process")
+    r.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads per process (default on CPU: its cores minus its readers, at least 1)")
     r.add_argument("--no-quality", dest="quality", action="store_false",
                    help="skip the signal-quality flags (flat, NaN-filled, clipped, noisy leads, electrode reversal)")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -185,6 +186,8 @@ def run(args, task: str) -> int:
             with open(out, encoding="utf-8") as f:
                 shutil.copyfileobj(f, sys.stdout)
     except JobError as err:
+        if err.quiet:
+            return err.code
         raise CLIError(str(err), code=err.code) from None
     except ValueError as err:  # e.g. --horizons not offered by the model
         raise CLIError(str(err), code=2) from None

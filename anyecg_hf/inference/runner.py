@@ -39,9 +39,11 @@ FORMATS = ("parquet", "csv", "json")
 
 
 class JobError(Exception):
-    """A job that cannot run; `code` is the exit code the CLI returns."""
+    """A job that cannot run; `code` is the exit code the CLI returns; `quiet` is set on the ranks other than 0,
+    which stop with the same error without printing it again."""
 
     code = 1
+    quiet = False
 
 
 class JobUsageError(JobError, ValueError):
@@ -659,7 +661,9 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
     for st in ctx.gather(status):
         if st["error"] is not None:
             cls = {"ModelLoadError": ModelLoadError, "JobUsageError": JobUsageError}.get(st["error"][0], JobError)
-            raise cls(st["error"][1])
+            err = cls(st["error"][1])
+            err.quiet = not ctx.is_main  # every rank stops with the same error; rank 0 reports it
+            raise err
 
     # 3. stream this rank's slice.
     indices, paths, info = store.read_plan(settings.parts_dir, ctx.rank, ctx.world_size)
