@@ -209,3 +209,42 @@ def test_cli_rows_equal_the_profiling_pipeline(tiny_model, shared, tmp_path):
                 assert got[k] == pytest.approx(exp[k], abs=1e-6)
             else:
                 assert got[k] == exp[k], k
+
+
+@pytest.mark.parametrize("head", ["discrete", "cox"])
+def test_risk_model_rows_equal_the_profiling_pipeline(head, shared, tmp_path):
+    """Models with a risk head: Parquet keeps risk scores and the (n_risk, n_horizons) incidences; the CSV rows
+    (risk_1y, risk_5y, ...) are the pipeline's. A Cox head without a fitted baseline has no absolute risks."""
+    from transformers import pipeline
+
+    from anyecg_hf import AnyECGForHealthProfiling, LabelSpace
+    from anyecg_hf.pipelines.outputs import profile_rows
+
+    torch.manual_seed(2)
+    model = AnyECGForHealthProfiling(tiny_config(risk_label_space=LabelSpace.from_names(["death", "AF onset"]),
+                                                 risk_head_type=head))
+    model.save_pretrained(tmp_path / "m")
+    files = [str(shared / "data" / "cinc2021" / f"{n}.hea") for n in ("HR06001", "E07503")]
+    assert cli_main(["profile", *files, "--model", str(tmp_path / "m"), "--out", str(tmp_path / "pq"),
+                     "--workers", "0", "--no-progress"]) == 0
+    df = pd.read_parquet(tmp_path / "pq").sort_values("input_index")
+    assert np.stack(df.risk_scores).shape == (2, 2)
+    if head == "discrete":
+        inc = np.stack([np.stack(v) for v in df.cumulative_incidence])
+        assert inc.shape == (2, 2, 3) and np.all((inc >= 0) & (inc <= 1))
+    else:
+        assert "cumulative_incidence" not in df.columns
+    assert cli_main(["profile", *files, "--model", str(tmp_path / "m"), "--out", str(tmp_path / "p.json"),
+                     "--workers", "0", "--no-progress"]) == 0
+    rows = json.loads((tmp_path / "p.json").read_text())
+    pipe = pipeline("ecg-profiling", model=str(tmp_path / "m"))
+    expected = [r for f in files for r in profile_rows(pipe(f))]
+    assert len(rows) == len(expected) == 2 * (3 + 2)
+    for got, exp in zip(rows, expected):
+        got.pop("path")
+        assert got.keys() == {str(k) for k in exp}
+        for k, v in exp.items():
+            if isinstance(v, float):
+                assert got[k] == pytest.approx(v, abs=1e-6), k
+            else:
+                assert got[k] == v, k
