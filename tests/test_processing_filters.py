@@ -121,3 +121,35 @@ def test_numba_disabled_fallback_in_subprocess():
     env = {**os.environ, "ANYECG_DISABLE_NUMBA": "1"}
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+@pytest.mark.skipif(not filters.HAVE_NUMBA, reason="the thread pool belongs to the numba backend")
+def test_thread_pool_survives_fork(rng, monkeypatch):
+    """A DataLoader worker forked after the parent used the pool must not wait on the parent's (absent) threads."""
+    import multiprocessing as mp
+
+    monkeypatch.setenv("ANYECG_NUM_THREADS", "2")
+    x = rng.standard_normal((64, 1000))
+    stages = [filters.notch_filter_sos(50, 30, 500)]
+    expected = filters.filter_chain(x, stages, 51)  # 4 chunks: the pool is created in this process
+    assert filters._POOL is not None
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(filters.filter_chain, (x, stages, 51)).get(timeout=60)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_filter_chain_takes_rows_and_returns_moments(rng):
+    """A list of row views gives the array's numbers; moments are the output's row sums and sums of squares."""
+    x = rng.standard_normal((40, 1200))
+    stages = [filters.notch_filter_sos(50, 30, 500), filters.bandpass_sos(0.67, 40, 4, 500)]
+    expected = filters.filter_chain(x, stages, 101)
+    out, (sums, sums_sq) = filters.filter_chain(list(x), stages, 101, moments=True)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_allclose(sums, expected.sum(axis=1), rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(sums_sq, (expected**2).sum(axis=1), rtol=1e-10)
+    n_bad, lo, hi = filters.row_stats(np.where(x > 2.5, np.nan, x))
+    finite = x <= 2.5
+    np.testing.assert_array_equal(n_bad, (~finite).sum(axis=1))
+    np.testing.assert_array_equal(lo, np.where(finite, x, np.inf).min(axis=1))
+    np.testing.assert_array_equal(hi, np.where(finite, x, -np.inf).max(axis=1))

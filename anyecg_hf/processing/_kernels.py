@@ -241,3 +241,48 @@ def median_sweep(sorted_keys, padded, k, index_bits, y, out, subtract):
                 out[r, j] = y[r, j] - med
             else:
                 out[r, j] = med
+
+
+@nb.njit(nogil=True, cache=True)
+def row_stats(x, n_bad, lo, hi):
+    """Per row of `x` (R, N): the count of non-finite values and the min / max of the finite ones, in one pass
+    (the lead checks of the feature extractor; numpy needs three passes and a temporary)."""
+    for r in range(x.shape[0]):
+        bad = 0
+        mn = np.inf
+        mx = -np.inf
+        for t in range(x.shape[1]):
+            v = x[r, t]
+            ok = abs(v) < np.inf  # False for NaN and +-inf
+            bad += 0 if ok else 1
+            mn = min(mn, v) if ok else mn
+            mx = max(mx, v) if ok else mx
+        n_bad[r] = bad
+        lo[r] = mn
+        hi[r] = mx
+
+
+@nb.njit(nogil=True, cache=True, fastmath={"reassoc"})  # reassociation lets the sums vectorise
+def row_moments(x, sums, sums_sq):
+    """Per row: sum and sum of squares (float64 accumulators), for the z-score."""
+    for r in range(x.shape[0]):
+        s = 0.0
+        q = 0.0
+        for t in range(x.shape[1]):
+            v = x[r, t]
+            s += v
+            q += v * v
+        sums[r] = s
+        sums_sq[r] = q
+
+
+@nb.njit(nogil=True, cache=True)
+def scale_rows_into(x, mean, inv, out, dest):
+    """`out[dest[r], :N] = float32((x[r] - mean[r]) * inv[r])`: the z-score written straight into the batch."""
+    n = x.shape[1]
+    for r in range(x.shape[0]):
+        m = mean[r]
+        s = inv[r]
+        d = dest[r]
+        for t in range(n):
+            out[d, t] = (x[r, t] - m) * s

@@ -172,15 +172,17 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
             kernel += 1 - kernel % 2
         return notch, band, kernel
 
-    def filter_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Notch, band-pass and baseline removal of every row of `rows` (R, T) at `sampling_rate`, fused per chunk
-        of rows (`filters.filter_chain`), float64."""
+    def filter_rows(self, rows, moments: bool = False):
+        """Notch, band-pass and baseline removal of every row of `rows` ((R, T) array or a list of R rows) at
+        `sampling_rate`, fused per chunk of rows (`filters.filter_chain`), float64. With `moments=True` also the
+        per-row `(sum, sum of squares)` of the result."""
         notch, band, kernel = self._filter_plan()
         stages = [stage for stage in (notch, band) if stage is not None]
         padlen = max([stage[1] for stage in stages], default=0)
-        if rows.shape[1] <= padlen:
-            raise ECGInputError(f"window of {rows.shape[1]} samples is too short to filter (needs > {padlen})")
-        return filters.filter_chain(rows, stages, kernel, self.backend)
+        n = rows.shape[1] if isinstance(rows, np.ndarray) else len(rows[0])
+        if n <= padlen:
+            raise ECGInputError(f"window of {n} samples is too short to filter (needs > {padlen})")
+        return filters.filter_chain(rows, stages, kernel, self.backend, moments=moments)
 
     # ------------------------------------------------------------------ input parsing
     def _as_records(self, signals, sampling_rate, lead_names, units, record_ids):
@@ -273,15 +275,11 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         if rows:
             dst, src = map(list, zip(*rows))
             sub = x if src == list(range(x.shape[0])) else x[src]  # no copy when the rows are already in order
-            if np.isfinite(sub).all():  # the common case: two reductions, no temporaries
-                nan_frac = np.zeros(len(src))
-                ptp = sub.max(axis=1) - sub.min(axis=1)
-            else:
-                finite = np.isfinite(sub)
-                nan_frac = 1.0 - finite.mean(axis=1)
-                sub = np.where(finite, sub, 0.0)
-                big = np.finfo(np.float64).max
-                ptp = np.where(finite, sub, -big).max(axis=1) - np.where(finite, sub, big).min(axis=1)
+            n_bad, lo, hi = filters.row_stats(sub)  # one pass: NaN count and finite min / max per lead
+            nan_frac = n_bad / sub.shape[1]
+            ptp = np.where(n_bad < sub.shape[1], hi - lo, 0.0)
+            if n_bad.any():
+                sub = np.where(np.isfinite(sub), sub, 0.0)
             keep = (nan_frac <= self.nan_lead_fraction) & (nan_frac < 1.0) & (ptp > self.flat_threshold)
             if keep.all() and dst == list(range(len(self.lead_names))):
                 return sub, np.ones(len(self.lead_names), dtype=bool)
@@ -388,38 +386,35 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         for length in np.unique(lengths):  # one vectorised pass per distinct length (usually exactly one)
             idx = np.flatnonzero(lengths == length)
             w_of_row, l_of_row = np.nonzero(lead_mask[idx])  # present leads only, window-major
-            rows = np.empty((len(w_of_row), length))
-            for r, (w, lead) in enumerate(zip(idx[w_of_row], l_of_row)):
-                rows[r] = windows[w][lead]
+            # views into the windows: the worker threads gather, filter and sum them chunk by chunk
+            src = [windows[w][lead] for w, lead in zip(idx[w_of_row], l_of_row)]
             try:
-                rows = self.filter_rows(rows)
+                rows, (total, total_sq) = self.filter_rows(src, moments=True)
             except ECGInputError as err:
                 raise ECGInputError(f"{ids[owners[idx[0]]]}: {err}") from None
-            rows = self._normalize(rows, w_of_row, len(idx))
-            values[idx[w_of_row], l_of_row, :length] = rows
+            mean, inv = self._zscore(total, total_sq, length, w_of_row, len(idx))
+            dest = idx[w_of_row] * n_l + l_of_row
+            filters.scale_rows_into(rows, mean, inv, values.reshape(n_w * n_l, n), dest)
             sample_mask[idx, :length] = True
         return values, sample_mask
 
-    def _normalize(self, rows: np.ndarray, window_of_row: np.ndarray, n_windows: int) -> np.ndarray:
-        """z-score of the present-lead rows (R, T) in place: `global` pools the rows of each window (missing leads
-        never enter the statistics), `per_lead` uses each row alone.
+    def _zscore(self, total, total_sq, length, window_of_row, n_windows):
+        """Per-row `(mean, 1 / (std + eps))` of the z-score from per-row sums over `length` samples: `global` pools
+        the rows of each window (missing leads never enter the statistics), `per_lead` uses each row alone, `none`
+        is the identity.
 
         .. math:: \\mu = \\frac{1}{n}\\sum x, \\quad \\sigma = \\sqrt{\\frac{1}{n}\\sum x^2 - \\mu^2},
             \\quad x \\leftarrow (x - \\mu) / (\\sigma + \\epsilon)
         """
         if self.normalization == "none":
-            return rows
-        total = rows.sum(axis=1, dtype=np.float64)
-        total_sq = np.einsum("rt,rt->r", rows, rows, dtype=np.float64)
-        count = np.full(len(rows), float(rows.shape[1]))
+            return np.zeros(len(total)), np.ones(len(total))
+        count = np.full(len(total), float(length))
         if self.normalization == "global":
-            per_window = [np.bincount(window_of_row, v, n_windows)[window_of_row] for v in (total, total_sq, count)]
-            total, total_sq, count = per_window
+            total, total_sq, count = (np.bincount(window_of_row, v, n_windows)[window_of_row]
+                                      for v in (total, total_sq, count))
         mean = total / count
         std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-        rows -= mean.astype(rows.dtype)[:, None]
-        rows *= (1.0 / (std + self.normalization_eps)).astype(rows.dtype)[:, None]
-        return rows
+        return mean, 1.0 / (std + self.normalization_eps)
 
     # ------------------------------------------------------------------ extras
     def check_quality(self, signals, sampling_rate=None, lead_names=None, units=None, record_ids=None) -> list[list]:

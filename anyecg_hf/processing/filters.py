@@ -87,6 +87,16 @@ _CHUNK = 16  # rows per task: one filter tile; small enough to balance two cores
 _POOL: ThreadPoolExecutor | None = None
 
 
+def _forget_pool() -> None:
+    """A forked child (a DataLoader worker, e.g.) inherits the pool object but none of its threads: start afresh."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def num_threads() -> int:
     """Worker threads of the numba backend: `ANYECG_NUM_THREADS` if set, else the CPU count."""
     return max(1, int(os.environ.get("ANYECG_NUM_THREADS", 0) or os.cpu_count() or 1))
@@ -215,42 +225,86 @@ def running_median(x: np.ndarray, kernel_size: int, backend: str = "auto") -> np
 
 # --------------------------------------------------------------------------------------------- fused chain
 def filter_chain(
-    x: np.ndarray,
+    x,
     stages: list[tuple[np.ndarray, int]],
     kernel_size: int | None,
     backend: str = "auto",
     dtype=np.float64,
-) -> np.ndarray:
+    moments: bool = False,
+):
     """`zero_phase_filter` with each `(sos, padlen)` of `stages` in turn, then subtract
     `running_median(., kernel_size)` (skipped when `None`): the whole chain per chunk of rows while it is in cache.
+
+    `x` is a 2-D array `(R, N)` or a sequence of `R` 1-D rows of equal length (views into records, e.g.): rows are
+    then gathered chunk by chunk by the worker threads, so the batch is never copied in one serial pass.
+    With `moments=True` also returns per-row `(sum, sum of squares)` of the output, computed per chunk while it is
+    in cache (for the z-score).
 
     `dtype=np.float64` gives exactly the numbers of the separate functions. `dtype=np.float32` filters in float32
     (2x the SIMD width, half the memory traffic) and ranks float32 values: faster, with float32 round-off (see
     `docs/processing.md` for the measured tolerance); the scipy backend ignores it (always float64).
     """
+    rows = x if isinstance(x, np.ndarray) and x.ndim == 2 else None
+    n_rows = len(x)
+    n = (rows.shape[1] if rows is not None else (len(x[0]) if n_rows else 0))
     for _, padlen in stages:
-        if x.shape[1] <= padlen:
-            raise ValueError(f"signal of {x.shape[1]} samples is too short for zero-phase filtering (needs > {padlen})")
+        if n <= padlen:
+            raise ValueError(f"signal of {n} samples is too short for zero-phase filtering (needs > {padlen})")
     if kernel_size is not None:
         _check_kernel(kernel_size)
     if not _use_numba(backend):
-        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(rows if rows is not None else np.stack(x) if n_rows else np.zeros((0, n)), dtype=np.float64)
         for sos, padlen in stages:
-            x = zero_phase_filter(x, sos, padlen, backend)
-        return x - running_median(x, kernel_size, backend) if kernel_size is not None else x
+            y = zero_phase_filter(y, sos, padlen, backend)
+        y = y - running_median(y, kernel_size, backend) if kernel_size is not None else y
+        return (y, (y.sum(axis=1), np.einsum("rt,rt->r", y, y))) if moments else y
     dtype = np.dtype(dtype)
-    x = np.ascontiguousarray(x, dtype=dtype)
-    out = np.empty_like(x)
+    if rows is not None:
+        rows = np.ascontiguousarray(rows, dtype=dtype)
+    out = np.empty((n_rows, n), dtype)
+    sums, sums_sq = np.empty(n_rows), np.empty(n_rows)
     plan = _stage_plan(stages, dtype)
 
     def run(a: int, b: int) -> None:
-        _kernels.filtfilt_rows(x[a:b], out[a:b], *plan)
+        src = rows[a:b] if rows is not None else out[a:b]
+        if rows is None:
+            for r in range(a, b):
+                out[r] = x[r]
+        _kernels.filtfilt_rows(src, out[a:b], *plan)
         if kernel_size is not None and kernel_size > 1:
             _median_chunk(out[a:b], out[a:b], kernel_size, True)
+        if moments:
+            _kernels.row_moments(out[a:b], sums[a:b], sums_sq[a:b])
 
-    if x.shape[0]:
-        _for_chunks(run, x.shape[0])
-    return out
+    if n_rows:
+        _for_chunks(run, n_rows)
+    return (out, (sums, sums_sq)) if moments else out
+
+
+def row_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of `x` (R, N): number of non-finite values, min and max of the finite values (+inf / -inf for a row
+    without any), in one pass."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"expected (rows, samples), got shape {x.shape}")
+    if HAVE_NUMBA:
+        n_bad, lo, hi = np.empty(len(x), np.int64), np.empty(len(x)), np.empty(len(x))
+        _kernels.row_stats(x, n_bad, lo, hi)
+        return n_bad, lo, hi
+    finite = np.isfinite(x)
+    return ((~finite).sum(axis=1), np.where(finite, x, np.inf).min(axis=1, initial=np.inf),
+            np.where(finite, x, -np.inf).max(axis=1, initial=-np.inf))
+
+
+def scale_rows_into(x: np.ndarray, mean: np.ndarray, inv: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
+    """`out[dest[r], :N] = (x[r] - mean[r]) * inv[r]` for every row (cast to `out`'s dtype), in parallel chunks."""
+    if not len(x):
+        return
+    if not HAVE_NUMBA or out.dtype != np.float32 or x.dtype != np.float64:
+        out[dest, : x.shape[1]] = (x - mean[:, None]) * inv[:, None]
+        return
+    mean, inv, dest = (np.ascontiguousarray(v, dtype=t) for v, t in ((mean, np.float64), (inv, np.float64), (dest, np.int64)))
+    _for_chunks(lambda a, b: _kernels.scale_rows_into(x[a:b], mean[a:b], inv[a:b], out, dest[a:b]), len(x))
 
 
 # --------------------------------------------------------------------------------------------- resampling

@@ -9,11 +9,13 @@ clean records get no flag, the two records with a zeroed lead get `flat`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal as sps
 
 from ..leads import canonical_lead_names
+from . import filters
 
 FLAT_PTP_MV = 0.01  # peak-to-peak below 10 uV: no ECG is that small
 NAN_FILLED_FRACTION = 0.5
@@ -82,38 +84,54 @@ def signal_quality(
     if x.ndim != 2 or x.shape[0] != len(names):
         raise ValueError(f"{record_id or 'record'}: signal shape {x.shape} does not match {len(names)} lead names")
     where = f"{record_id}: " if record_id else ""
+    n = x.shape[1]
+    # per-lead statistics for all leads at once (one pass for NaN count and finite min / max)
+    n_bad, lo, hi = filters.row_stats(x)
+    n_finite = n - n_bad
+    nan_frac = n_bad / n if n else np.ones(len(x))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ptp = np.where(n_finite > 0, hi - lo, 0.0)
+        sat = ((x == hi[:, None]) | (x == lo[:, None])).sum(axis=1) / n_finite  # NaN never equals a rail
+    v = np.where(np.isfinite(x), x, 0.0) if n_bad.any() else x
+    usable = np.flatnonzero((nan_frac < NAN_FILLED_FRACTION) & (ptp >= FLAT_PTP_MV))
+    band, noise = {}, {}
+    sos_band, pad_band = _design(sampling_rate, "bandpass")
+    if len(usable) and n > max(30, pad_band):
+        rows = v[usable]
+        filtered = filters.zero_phase_filter(rows, sos_band, pad_band)  # all usable leads in one vectorised call
+        band = {names[k]: filtered[i] for i, k in enumerate(usable)}
+        sos_low, pad_low = _design(sampling_rate, "lowpass")
+        if sampling_rate / 2 > 45 and n > pad_low:
+            hf = rows - filters.zero_phase_filter(rows, sos_low, pad_low)
+            ratio = np.sqrt(np.mean(hf**2, axis=1)) / (np.sqrt(np.mean(filtered**2, axis=1)) + 1e-12)
+            noise = dict(zip(usable.tolist(), ratio.tolist()))
     flags: list[QualityFlag] = []
-    usable = {}
-    nyq = sampling_rate / 2
-    sos_band = sps.butter(4, [0.67, min(40.0, 0.45 * sampling_rate)], "bandpass", fs=sampling_rate, output="sos")
-    sos_low = sps.butter(4, min(40.0, 0.45 * sampling_rate), "lowpass", fs=sampling_rate, output="sos")
-    for name, lead in zip(names, x):
-        finite = np.isfinite(lead)
-        nan_frac = 1.0 - finite.mean() if lead.size else 1.0
-        if nan_frac >= NAN_FILLED_FRACTION:
-            flags.append(QualityFlag("nan_filled", name, nan_frac, f"{where}lead {name} is {nan_frac:.0%} NaN"))
+    for k, name in enumerate(names):
+        if nan_frac[k] >= NAN_FILLED_FRACTION:
+            flags.append(QualityFlag("nan_filled", name, float(nan_frac[k]), f"{where}lead {name} is {nan_frac[k]:.0%} NaN"))
             continue
-        if nan_frac > 0:
-            flags.append(QualityFlag("nan_gaps", name, nan_frac, f"{where}lead {name} has NaN gaps ({nan_frac:.1%})"))
-        v = np.where(finite, lead, 0.0)
-        ptp = float(np.ptp(v[finite]))
-        if ptp < FLAT_PTP_MV:
-            flags.append(QualityFlag("flat", name, ptp, f"{where}lead {name} is flat (peak-to-peak {ptp * 1000:.2g} uV)"))
+        if nan_frac[k] > 0:
+            flags.append(QualityFlag("nan_gaps", name, float(nan_frac[k]), f"{where}lead {name} has NaN gaps ({nan_frac[k]:.1%})"))
+        if ptp[k] < FLAT_PTP_MV:
+            flags.append(QualityFlag("flat", name, float(ptp[k]), f"{where}lead {name} is flat (peak-to-peak {ptp[k] * 1000:.2g} uV)"))
             continue
-        rails = (v == v[finite].max()) | (v == v[finite].min())
-        sat = float(rails[finite].mean())
-        if sat >= SATURATED_FRACTION:
-            flags.append(QualityFlag("saturated", name, sat, f"{where}lead {name} looks clipped ({sat:.1%} of samples at its max/min)"))
-        if v.size > 30:
-            band = sps.sosfiltfilt(sos_band, v)
-            usable[name] = band
-            if nyq > 45:
-                hf = v - sps.sosfiltfilt(sos_low, v)
-                ratio = float(np.sqrt(np.mean(hf**2)) / (np.sqrt(np.mean(band**2)) + 1e-12))
-                if ratio >= NOISY_RATIO:
-                    flags.append(QualityFlag("noisy", name, ratio, f"{where}lead {name} is very noisy (high-frequency / ECG-band rms {ratio:.2f})"))
-    flags.extend(_limb_lead_checks(usable, where))
+        if sat[k] >= SATURATED_FRACTION:
+            flags.append(QualityFlag("saturated", name, float(sat[k]), f"{where}lead {name} looks clipped ({sat[k]:.1%} of samples at its max/min)"))
+        if noise.get(k, 0.0) >= NOISY_RATIO:
+            flags.append(QualityFlag("noisy", name, noise[k], f"{where}lead {name} is very noisy (high-frequency / ECG-band rms {noise[k]:.2f})"))
+    flags.extend(_limb_lead_checks(band, where))
     return flags
+
+
+@lru_cache(maxsize=32)
+def _design(fs: float, kind: str) -> tuple[np.ndarray, int]:
+    """The quality checks' 4th-order Butterworth band-pass (0.67-40 Hz) or low-pass (40 Hz), edges kept under
+    0.45 fs, and `scipy.signal.sosfiltfilt`'s default padlen for it."""
+    high = min(40.0, 0.45 * fs)
+    sos = sps.butter(4, [0.67, high] if kind == "bandpass" else high, kind, fs=fs, output="sos")
+    ntaps = 2 * len(sos) + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    sos.setflags(write=False)
+    return sos, 3 * ntaps
 
 
 def _limb_lead_checks(band: dict, where: str) -> list[QualityFlag]:
