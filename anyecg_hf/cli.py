@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.raw_argv = argv  # for commands that relaunch themselves (profile/embed --processes)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -77,6 +77,19 @@ def reference(tiny_model, archive, tmp_path_factory):
     return out
 
 
+def test_cpu_defaults_read_in_the_main_process_with_two_cores_or_fewer(monkeypatch):
+    """1-2 cores per process: no reader (it would take a core from the model); more: ~1 reader per 4 cores."""
+    import torch
+
+    from anyecg_hf.inference.runner import default_threads, default_workers
+
+    cpu = torch.device("cpu")
+    for cores, world, workers, threads in [(2, 1, 0, 2), (2, 2, 0, 1), (1, 1, 0, 1), (8, 1, 2, 6), (16, 2, 2, 6)]:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
+        assert default_workers(cpu, world) == workers, (cores, world)
+        assert default_threads(cpu, world, workers) == threads, (cores, world)
+
+
 def _rows(out):
     df = pd.read_parquet(out)
     return df.set_index("path").sort_index()
@@ -182,13 +195,18 @@ def test_reference_run_has_each_input_once(reference, archive):
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_two_processes_give_the_same_rows(tiny_model, archive, reference, tmp_path):
+@pytest.mark.parametrize("launcher", ["accelerate launch", "--processes"])
+def test_two_processes_give_the_same_rows(tiny_model, archive, reference, tmp_path, launcher):
+    """Under `accelerate launch` (with a reader per process), or relaunched by `--processes 2` (CPU defaults)."""
     out = tmp_path / "out2"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()), "-m", "anyecg_hf.cli", "profile", str(archive),
-           "--model", str(tiny_model), "--out", str(out), "--workers", "1", "--batch-size", "32",
+    job = ["profile", str(archive), "--model", str(tiny_model), "--out", str(out), "--batch-size", "32",
            "--chunk-size", "40", "--no-quality", "--no-progress"]
+    if launcher == "--processes":
+        cmd = [sys.executable, "-m", "anyecg_hf.cli", *job, "--processes", "2"]
+    else:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(_free_port()), "-m", "anyecg_hf.cli", *job, "--workers", "1"]
     res = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "2 processes" in res.stderr

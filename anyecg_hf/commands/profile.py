@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -100,9 +101,14 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
     r = p.add_argument_group("runtime")
     r.add_argument("--workers", type=int, metavar="N",
                    help="reader processes per process, overlapping reading + preprocessing with the model "
-                   "(0 = read in the main process; default: ~1 per 4 cores on CPU, the process's cores on GPU)")
+                   "(0 = read in the main process; default on CPU: 0 with 1-2 cores per process, else ~1 per 4 cores; on GPU the "
+                   "process's cores)")
     r.add_argument("--threads", type=int, metavar="N",
                    help="torch CPU threads per process (default on CPU: its cores minus its readers, at least 1)")
+    r.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="data-parallel processes on this machine: relaunches the command under `accelerate launch "
+                   "--num_processes N` (gloo on CPU). On a CPU-only machine, one per core with --workers 0 --threads 1 "
+                   "is the fastest layout (docs/archive.md); default 1")
     r.add_argument("--no-quality", dest="quality", action="store_false",
                    help="skip the signal-quality flags (flat, NaN-filled, clipped, noisy leads, electrode reversal)")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -141,6 +147,28 @@ def _out_format(args) -> str:
     return {".csv": "csv", ".json": "json"}.get(ext, "parquet")
 
 
+def _relaunch(args) -> int:
+    """Run this same command in `args.processes` processes under `accelerate launch` (multi-process, gloo on CPU)
+    and return its exit code; `--processes` is dropped from the children's arguments."""
+    import socket
+
+    argv = list(args.raw_argv)
+    for i, a in enumerate(argv):
+        if a == "--processes":
+            del argv[i:i + 2]
+            break
+        if a.startswith("--processes="):
+            del argv[i]
+            break
+    with socket.socket() as s:  # a free port for the rendezvous, so two jobs on one machine do not collide
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(args.processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+           "-m", "anyecg_hf.cli", *argv]
+    return subprocess.call(cmd)
+
+
 def run(args, task: str) -> int:
     """Build the job from the parsed arguments, run it, map failures to the documented exit codes."""
     from ..cli import CLIError
@@ -159,14 +187,18 @@ def run(args, task: str) -> int:
         raise CLIError("--limit must be >= 1")
     fmt = _out_format(args)
     to_stdout = args.out in (None, "-")
+    if args.processes < 1:
+        raise CLIError("--processes must be >= 1")
     if to_stdout and (fmt == "parquet" or args.resume):
         raise CLIError("Parquet output and --resume need --out")
 
     from ..inference import JobError, JobSettings, run_job
     from ..inference.distributed import _launched_world_size
 
-    if to_stdout and _launched_world_size() > 1:
+    if to_stdout and max(_launched_world_size(), args.processes) > 1:
         raise CLIError("several processes need --out (a shared file or folder)")
+    if args.processes > 1 and _launched_world_size() <= 1:
+        return _relaunch(args)
     read_kwargs = {k: v for k, v in (("format", args.input_format), ("sampling_rate", args.sampling_rate),
                                      ("lead_names", _csv_list(args.lead_names)), ("units", args.units)) if v is not None}
     tmp = tempfile.mkdtemp(prefix="anyecg-") if to_stdout else None
