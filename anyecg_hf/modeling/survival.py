@@ -24,7 +24,6 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchsurv.loss.cox import neg_partial_log_likelihood
 
 __all__ = [
     "breslow_cumulative_hazard",
@@ -171,7 +170,7 @@ def cox_partial_likelihood_loss(
             continue
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Ties in `time` detected")
-            nll = neg_partial_log_likelihood(eta, e, t, ties_method=ties_method, reduction="sum")
+            nll = _torchsurv_cox_nll(eta, e, t, ties_method=ties_method, reduction="sum")
         per_condition.append(nll.to(log_hz.dtype) / n_events[c].to(log_hz.dtype))
     return torch.stack(per_condition).mean()
 
@@ -425,3 +424,11 @@ def cox_cumulative_incidence(risk_scores: torch.Tensor, grid: torch.Tensor, base
     log_h0 = torch.log(h0.clamp_min(0))  # -inf where H0 = 0 -> incidence exactly 0
     cum_hazard = torch.exp((log_h0[None] + eta).clamp(max=700.0))
     return (-torch.expm1(-cum_hazard)).to(risk_scores.dtype)
+
+
+def _torchsurv_cox_nll(*args, **kwargs):
+    """`torchsurv.loss.cox.neg_partial_log_likelihood`, imported on first use (torchsurv takes ~2 s to import, which
+    every `import anyecg_hf` and every CLI start would pay otherwise)."""
+    from torchsurv.loss.cox import neg_partial_log_likelihood
+
+    return neg_partial_log_likelihood(*args, **kwargs)
