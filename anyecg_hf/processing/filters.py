@@ -124,13 +124,25 @@ def _for_chunks(fn, n_rows: int) -> None:
 # --------------------------------------------------------------------------------------------- zero-phase IIR
 def _stage_plan(stages, dtype):
     """Arguments of `_kernels.filtfilt_rows` for a chain of `(sos, padlen)` stages: stacked sections, their
-    `sosfilt_zi` factors, section bounds per stage and padlens."""
+    `sosfilt_zi` factors, section bounds per stage and padlens. Cached: `sosfilt_zi` solves a linear system per
+    section, which cost as much as filtering the 12 leads of a 10 s ECG."""
+    key = tuple((np.asarray(sos, dtype=np.float64).tobytes(), np.shape(sos), int(p)) for sos, p in stages)
+    plan = _cached_plan(key, np.dtype(dtype).str)
+    return plan
+
+
+@lru_cache(maxsize=64)
+def _cached_plan(key, dtype):
+    stages = [(np.frombuffer(raw, dtype=np.float64).reshape(shape), p) for raw, shape, p in key]
     soss = [np.asarray(sos, dtype=np.float64) for sos, _ in stages]
     sos_all = np.concatenate(soss) if soss else np.zeros((0, 6))
     zi_all = np.concatenate([signal.sosfilt_zi(s) for s in soss]) if soss else np.zeros((0, 2))
     bounds = np.cumsum([0] + [len(s) for s in soss]).astype(np.int64)
     padlens = np.array([int(p) for _, p in stages], dtype=np.int64)
-    return np.ascontiguousarray(sos_all, dtype=dtype), np.ascontiguousarray(zi_all, dtype=dtype), bounds, padlens
+    plan = (np.ascontiguousarray(sos_all, dtype=dtype), np.ascontiguousarray(zi_all, dtype=dtype), bounds, padlens)
+    for a in plan:
+        a.setflags(write=False)
+    return plan
 
 
 def zero_phase_filter(x: np.ndarray, sos: np.ndarray, padlen: int, backend: str = "auto") -> np.ndarray:
