@@ -376,3 +376,21 @@ def reference_preprocess(x: np.ndarray, fs: float = 500.0) -> np.ndarray:
     k = int(0.4 * fs) + 1
     x = np.stack([lead - signal.medfilt(lead, k) for lead in x])
     return ((x - x.mean()) / (x.std() + 1e-8)).astype(np.float32)
+
+
+def warm_up() -> None:
+    """Load (or compile) the numba kernels for float64 rows, C- and Fortran-ordered, now: numba's first load sets up
+    its typing context (~0.4 s once per process), which would otherwise land in the first batch. Long-running jobs
+    call this in a thread while the model loads. Never raises (a failure only means the first batch pays)."""
+    if not HAVE_NUMBA:
+        return
+    try:
+        x = np.random.default_rng(0).standard_normal((12, 1000))
+        for rows in (x, np.asfortranarray(x), np.asfortranarray(x.astype(np.float32)).astype(np.float64)):
+            row_stats(rows)
+        stages = [notch_filter_sos(50.0, 30.0, 500.0), bandpass_sos(0.67, 40.0, 4, 500.0)]
+        out, (sums, sums_sq) = filter_chain(list(x), stages, 201, moments=True)
+        scale_rows_into(out, sums / x.shape[1], np.ones(len(x)), np.zeros((12, 1000), np.float32), np.arange(12))
+        zero_phase_filter(x, *stages[1])
+    except Exception:  # noqa: BLE001 -- an optimisation only
+        pass
