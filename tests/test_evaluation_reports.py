@@ -94,6 +94,9 @@ def test_model_card_written_and_updated(arrays, tmp_path, tiny):
     tiny.save_pretrained(folder)
     diag = evaluate_diagnosis(arrays["y"], arrays["prob"], tiny.label_space, n_bootstrap=50)
     risk = evaluate_risk(arrays["times"], arrays["events"], arrays["risk"], horizons=[1.0, 3.0], n_bootstrap=20)
+    defined = risk.table[risk.table["defined"]]
+    assert risk.top(1)["harrell_c"].iloc[0] == defined["harrell_c"].max()  # each report ranks by its own metric
+    assert risk.bottom(1)["harrell_c"].iloc[0] == defined["harrell_c"].min()
     path = write_model_card(folder, [diag, risk], dataset_name="synthetic test cohort", top_n=2)
     card = ModelCard.load(path)
     assert "ecg" in card.data.tags and card.data.license == "apache-2.0"

@@ -85,8 +85,25 @@ def _prepare_path(path) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------- diagnosis
+class _RankedConditions:
+    """`ranked` / `top` / `bottom` over the defined conditions of a report's `table`, by `default_metric`."""
+
+    default_metric = ""
+
+    def ranked(self, by: str | None = None, ascending: bool = False) -> pd.DataFrame:
+        """Defined conditions sorted by a metric column (default: the report's headline metric)."""
+        d = self.table[self.table["defined"]]
+        return d.sort_values(by or self.default_metric, ascending=ascending, kind="stable")
+
+    def top(self, n: int = 10, by: str | None = None) -> pd.DataFrame:
+        return self.ranked(by, ascending=False).head(n)
+
+    def bottom(self, n: int = 10, by: str | None = None) -> pd.DataFrame:
+        return self.ranked(by, ascending=True).head(n)
+
+
 @dataclass
-class DiagnosisReport:
+class DiagnosisReport(_RankedConditions):
     """Result of `evaluate_diagnosis`.
 
     Attributes:
@@ -106,6 +123,8 @@ class DiagnosisReport:
         bootstrap_auroc, bootstrap_auprc (array `(B, K)` or `None`): bootstrap replicates (`NaN` where undefined).
     """
 
+    default_metric = "auroc"  # of `ranked` / `top` / `bottom`
+
     table: pd.DataFrame
     summary: dict
     calibration: pd.DataFrame
@@ -124,18 +143,6 @@ class DiagnosisReport:
             f"DiagnosisReport({s['n_conditions']} conditions, {s['n_defined']} defined, macro AUROC "
             f"{format_ci(s['macro_auroc'], s['macro_auroc_ci_low'], s['macro_auroc_ci_high'])})"
         )
-
-    # -------------------------------------------------------------- selections
-    def ranked(self, by: str = "auroc", ascending: bool = False) -> pd.DataFrame:
-        """Defined conditions sorted by a metric column."""
-        d = self.table[self.table["defined"]]
-        return d.sort_values(by, ascending=ascending, kind="stable")
-
-    def top(self, n: int = 10, by: str = "auroc") -> pd.DataFrame:
-        return self.ranked(by, ascending=False).head(n)
-
-    def bottom(self, n: int = 10, by: str = "auroc") -> pd.DataFrame:
-        return self.ranked(by, ascending=True).head(n)
 
     # -------------------------------------------------------------- text
     def summary_markdown(self, digits: int = 3) -> str:
@@ -261,7 +268,7 @@ class DiagnosisReport:
 
 # ----------------------------------------------------------------------------------------------- risk
 @dataclass
-class RiskReport:
+class RiskReport(_RankedConditions):
     """Result of `evaluate_risk`.
 
     Attributes:
@@ -277,6 +284,8 @@ class RiskReport:
         settings (`dict`): horizons, tau, CI method, IPCW source, ...
         label_space (`LabelSpace`): the evaluated conditions.
     """
+
+    default_metric = "harrell_c"  # of `ranked` / `top` / `bottom`
 
     table: pd.DataFrame
     summary: dict
@@ -294,16 +303,6 @@ class RiskReport:
     @property
     def horizons(self) -> list[float]:
         return list(self.settings.get("horizons", []))
-
-    def ranked(self, by: str = "harrell_c", ascending: bool = False) -> pd.DataFrame:
-        d = self.table[self.table["defined"]]
-        return d.sort_values(by, ascending=ascending, kind="stable")
-
-    def top(self, n: int = 10, by: str = "harrell_c") -> pd.DataFrame:
-        return self.ranked(by, ascending=False).head(n)
-
-    def bottom(self, n: int = 10, by: str = "harrell_c") -> pd.DataFrame:
-        return self.ranked(by, ascending=True).head(n)
 
     def summary_markdown(self, digits: int = 3) -> str:
         s, st = self.summary, self.settings
