@@ -90,6 +90,20 @@ def test_cpu_defaults_read_in_the_main_process_with_two_cores_or_fewer(monkeypat
         assert default_threads(cpu, world, workers) == threads, (cores, world)
 
 
+def test_preprocessing_threads_are_the_process_share_of_the_cores(monkeypatch):
+    from anyecg_hf.inference.runner import _preprocessing_threads, _worker_init
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    monkeypatch.delenv("ANYECG_NUM_THREADS", raising=False)
+    _preprocessing_threads(2)
+    assert os.environ["ANYECG_NUM_THREADS"] == "2"
+    monkeypatch.setenv("ANYECG_NUM_THREADS", "3")  # the user's setting wins
+    _preprocessing_threads(2)
+    assert os.environ["ANYECG_NUM_THREADS"] == "3"
+    _worker_init(0)  # a reader process preprocesses on one thread
+    assert os.environ["ANYECG_NUM_THREADS"] == "1"
+
+
 def _rows(out):
     df = pd.read_parquet(out)
     return df.set_index("path").sort_index()

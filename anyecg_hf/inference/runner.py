@@ -461,13 +461,16 @@ def default_threads(device, local_world_size: int = 1, workers: int = 0) -> int:
 
 
 def _worker_init(_worker_id: int) -> None:
-    # Parallelism comes from the worker processes: one numba thread each (torch already sets 1 thread in workers).
-    try:
-        import numba
+    # Parallelism comes from the worker processes: one preprocessing thread each (torch already sets 1 in workers).
+    os.environ["ANYECG_NUM_THREADS"] = "1"
 
-        numba.set_num_threads(1)
-    except Exception:  # noqa: BLE001 -- numba absent or its layer unavailable: the scipy path is used
-        pass
+
+def _preprocessing_threads(local_world_size: int) -> None:
+    """Preprocessing threads of this process (`ANYECG_NUM_THREADS`, unless the user set it): its share of the cores,
+    so that several processes on one machine do not each start one filter thread per core."""
+    if "ANYECG_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["ANYECG_NUM_THREADS"] = str(max(1, cores // max(1, local_world_size)))
 
 
 def worker_context():
@@ -637,6 +640,7 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
     log = settings.log or sys.stderr
     workers = default_workers(ctx.device, ctx.local_world_size) if settings.workers is None else max(0, settings.workers)
     torch.set_num_threads(settings.threads or default_threads(ctx.device, ctx.local_world_size, workers))
+    _preprocessing_threads(ctx.local_world_size)
     # load numba's cached kernels (~0.4 s of one-time set-up) while the model loads, not in the first batch
     warm = threading.Thread(target=filters.warm_up, name="anyecg-warm-up", daemon=True)
     warm.start()
