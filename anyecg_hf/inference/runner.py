@@ -578,11 +578,31 @@ def _heap_trimmer():
     return lambda: trim(0)
 
 
+def _keep_freed_memory() -> None:
+    """Ask glibc to serve every allocation from its heap (`M_MMAP_MAX = 0`) and not to shrink the heap on free
+    (`M_TRIM_THRESHOLD = 1 GiB`); `_TRIM_EVERY` batches still hand free pages back (`malloc_trim`).
+
+    Why: by default the model's large activations (tens of MB each) are mmapped and unmapped at every forward, so
+    every batch page-faults ~100-400 MB of fresh, zeroed memory: measured 16k-95k page faults and 5-10 % slower
+    forwards of the full-size model at batch 64 on one core; none with these settings. A no-op outside glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt(-4, 0)  # M_MMAP_MAX
+    mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+
+
 def _stream_batches(settings, loader, model, device, builder, writer, autocast, bar) -> float:
     from ..pipelines.outputs import aggregate_windows
 
     model_s = 0.0
     trim = _heap_trimmer()
+    _keep_freed_memory()
     for n_batch, batch in enumerate(loader, 1):
         if n_batch % _TRIM_EVERY == 0:
             trim()
