@@ -6,6 +6,7 @@ The PhysioNet/CinC Challenge headers carry the labels as comment lines (`# Age: 
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
 from pathlib import Path
@@ -216,7 +217,7 @@ def _fast_rdrecord(record_name: str, hea: Path):
     channels = list(range(n_sig))
     record.check_read_inputs(0, record.sig_len, channels, True, True, 32)
     record.e_d_signal = _signal._rd_segment(
-        file_name=record.file_name, dir_name=str(hea.parent.resolve()), pn_dir=None, fmt=record.fmt, n_sig=n_sig,
+        file_name=record.file_name, dir_name=os.path.abspath(str(hea.parent)), pn_dir=None, fmt=record.fmt, n_sig=n_sig,
         sig_len=record.sig_len, byte_offset=record.byte_offset, samps_per_frame=record.samps_per_frame,
         skew=record.skew, init_value=record.init_value, sampfrom=0, sampto=record.sig_len, channels=channels,
         ignore_skew=False, no_file=False, sig_data=None, return_res=32,
