@@ -386,17 +386,48 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         for length in np.unique(lengths):  # one vectorised pass per distinct length (usually exactly one)
             idx = np.flatnonzero(lengths == length)
             w_of_row, l_of_row = np.nonzero(lead_mask[idx])  # present leads only, window-major
-            # views into the windows: the worker threads gather, filter and sum them chunk by chunk
+            # views into the windows: the worker threads gather, filter, normalise and write them chunk by chunk
             src = [windows[w][lead] for w, lead in zip(idx[w_of_row], l_of_row)]
+            dest = idx[w_of_row] * n_l + l_of_row
             try:
-                rows, (total, total_sq) = self.filter_rows(src, moments=True)
+                if filters.HAVE_NUMBA and self.backend != "scipy":
+                    self._process_in_chunks(src, w_of_row, dest, length, values.reshape(n_w * n_l, n))
+                else:
+                    rows, (total, total_sq) = self.filter_rows(src, moments=True)
+                    mean, inv = self._zscore(total, total_sq, length, w_of_row, len(idx))
+                    filters.scale_rows_into(rows, mean, inv, values.reshape(n_w * n_l, n), dest)
             except ECGInputError as err:
                 raise ECGInputError(f"{ids[owners[idx[0]]]}: {err}") from None
-            mean, inv = self._zscore(total, total_sq, length, w_of_row, len(idx))
-            dest = idx[w_of_row] * n_l + l_of_row
-            filters.scale_rows_into(rows, mean, inv, values.reshape(n_w * n_l, n), dest)
             sample_mask[idx, :length] = True
         return values, sample_mask
+
+    def _process_in_chunks(self, src, window_of_row, dest, length, out2d):
+        """Chunks of whole windows (~48 rows) on the worker threads: gather, filter, subtract the median, z-score
+        and write float32 into `out2d` while the chunk is in cache (no batch-sized float64 intermediate)."""
+        notch, band, kernel = self._filter_plan()
+        stages = [stage for stage in (notch, band) if stage is not None]
+        padlen = max([stage[1] for stage in stages], default=0)
+        if length <= padlen:
+            raise ECGInputError(f"window of {length} samples is too short to filter (needs > {padlen})")
+        starts = np.flatnonzero(np.r_[True, window_of_row[1:] != window_of_row[:-1]])  # first row of each window
+        bounds, a = [], 0
+        for s in starts[1:]:
+            if s - a >= 48:
+                bounds.append((a, int(s)))
+                a = int(s)
+        bounds.append((a, len(src)))
+        from . import _kernels
+
+        def run(a: int, b: int) -> None:
+            buf = np.empty((b - a, length))
+            filters.filter_chunk(src[a:b], buf, stages, kernel)
+            total, total_sq = np.empty(b - a), np.empty(b - a)
+            _kernels.row_moments(buf, total, total_sq)
+            local = window_of_row[a:b] - window_of_row[a]
+            mean, inv = self._zscore(total, total_sq, length, local, int(local[-1]) + 1)
+            _kernels.scale_rows_into(buf, mean, inv, out2d, np.ascontiguousarray(dest[a:b], dtype=np.int64))
+
+        filters.for_ranges(run, bounds)
 
     def _zscore(self, total, total_sq, length, window_of_row, n_windows):
         """Per-row `(mean, 1 / (std + eps))` of the z-score from per-row sums over `length` samples: `global` pools

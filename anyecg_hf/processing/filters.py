@@ -108,8 +108,12 @@ def _for_chunks(fn, n_rows: int) -> None:
     The kernels release the GIL; dynamic hand-out of small chunks keeps both cores busy even when the OS runs other
     jobs on one of them (a static split would wait for the slowest half).
     """
+    for_ranges(fn, [(a, min(n_rows, a + _CHUNK)) for a in range(0, n_rows, _CHUNK)])
+
+
+def for_ranges(fn, chunks: list[tuple[int, int]]) -> None:
+    """Call `fn(start, stop)` for every range of `chunks`, on the worker threads when there is more than one."""
     global _POOL
-    chunks = [(a, min(n_rows, a + _CHUNK)) for a in range(0, n_rows, _CHUNK)]
     threads = min(num_threads(), len(chunks))
     if threads <= 1:
         for a, b in chunks:
@@ -291,6 +295,19 @@ def filter_chain(
     if n_rows:
         _for_chunks(run, n_rows)
     return (out, (sums, sums_sq)) if moments else out
+
+
+def filter_chunk(rows: list, out: np.ndarray, stages: list[tuple[np.ndarray, int]], kernel_size: int | None) -> None:
+    """`filter_chain` of the 1-D `rows` into `out` (len(rows), N) float64, on the calling thread, 16 rows at a time
+    (numba backend): for callers that hand out their own chunks (`for_ranges`) and finish each while in cache."""
+    plan = _stage_plan(stages, np.float64)
+    for a in range(0, len(rows), _CHUNK):
+        b = min(len(rows), a + _CHUNK)
+        for r in range(a, b):
+            out[r] = rows[r]
+        _kernels.filtfilt_rows(out[a:b], out[a:b], *plan)
+        if kernel_size is not None and kernel_size > 1:
+            _median_chunk(out[a:b], out[a:b], kernel_size, True)
 
 
 def row_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
