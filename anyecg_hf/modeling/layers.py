@@ -168,16 +168,38 @@ class Shortcut(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.is_identity:
             return x
+        return self.pad_channels(self.pool(x))
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The time axis of the shortcut: max-pool when downsampling, else `x`."""
+        if not self.downsample:
+            return x
         x = x.unsqueeze(2)  # 4-D so that padding keeps the memory layout
-        if self.downsample:
+        if torch.is_grad_enabled():  # max-pool's gradient goes to one element of a tie, as released
+            x = F.max_pool2d(F.pad(x, (0, 1)), kernel_size=(1, 2), stride=(1, 2))
+        elif x.shape[-1] % 2 == 0 and not (_is_exporting() or torch.jit.is_tracing()):
+            # max of pairs (0,1), (2,3), ...: the padded zero is never used, so no copy (eager only: an exported
+            # graph must serve odd lengths too)
+            x = torch.maximum(x[..., 0::2], x[..., 1::2])
+        else:  # odd length: the last sample pairs with the padded zero
             x = F.pad(x, (0, 1))
-            if torch.is_grad_enabled():  # max-pool's gradient goes to one element of a tie, as released
-                x = F.max_pool2d(x, kernel_size=(1, 2), stride=(1, 2))
-            else:  # max of pairs (0,1), (2,3), ...: both slices have ceil(n/2) samples; no int64 indices written
-                x = torch.maximum(x[..., :-1:2], x[..., 1::2])
-        if self.channel_pad[-2:] != (0, 0):
-            x = F.pad(x, self.channel_pad)
+            x = torch.maximum(x[..., :-1:2], x[..., 1::2])
         return x.squeeze(2)
+
+    def pad_channels(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channel_pad[-2:] == (0, 0):
+            return x
+        return F.pad(x.unsqueeze(2), self.channel_pad).squeeze(2)
+
+    def add_to(self, x: torch.Tensor, h: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """`forward(x) + h * gate` without building the zero-padded shortcut when the width grows (inference): the
+        pooled input is added in place to its channel slice of `h * gate`."""
+        lo, hi = self.channel_pad[-2:]
+        if self.is_identity or (lo, hi) == (0, 0) or torch.is_grad_enabled():
+            return torch.addcmul(self.forward(x), h, gate)
+        out = h * gate
+        out[:, lo:out.shape[1] - hi].add_(self.pool(x))
+        return out
 
 
 class BottleneckBlock(nn.Module):
@@ -234,7 +256,7 @@ class BottleneckBlock(nn.Module):
             h = self.conv3(self.drop3(F.silu(self.norm3(h))))
         if self.se is None:
             return h + self.shortcut(x)
-        return torch.addcmul(self.shortcut(x), h, self.se.gate(h))
+        return self.shortcut.add_to(x, h, self.se.gate(h))
 
 
 CHANNEL_MAJOR_MIN_WIDTH = 1024  # stages at least this wide run channel-major (see `Stage`)
