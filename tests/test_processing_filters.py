@@ -153,3 +153,26 @@ def test_filter_chain_takes_rows_and_returns_moments(rng):
     np.testing.assert_array_equal(n_bad, (~finite).sum(axis=1))
     np.testing.assert_array_equal(lo, np.where(finite, x, np.inf).min(axis=1))
     np.testing.assert_array_equal(hi, np.where(finite, x, -np.inf).max(axis=1))
+
+
+@pytest.mark.skipif(not filters.HAVE_NUMBA, reason="the thread pool belongs to the numba backend")
+def test_pool_tasks_that_filter_run_inline(rng, monkeypatch):
+    """A task on the pool (one record's quality checks, e.g.) that filters many rows must not wait on the pool."""
+    import threading
+
+    monkeypatch.setenv("ANYECG_NUM_THREADS", "2")
+    x = rng.standard_normal((40, 800))  # 3 chunks: would be handed to the pool from a pool thread
+    stages = [filters.notch_filter_sos(50, 30, 500)]
+    expected = filters.filter_chain(x, stages, 51)
+    got = [None] * 4
+
+    def task(a, b):
+        for i in range(a, b):
+            got[i] = filters.filter_chain(x, stages, 51)
+
+    runner = threading.Thread(target=filters.for_ranges, args=(task, [(i, i + 1) for i in range(4)]), daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "deadlock: a pool task waited on the pool"
+    for g in got:
+        np.testing.assert_array_equal(g, expected)

@@ -452,7 +452,15 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         """Signal-quality flags (`anyecg_hf.processing.quality.signal_quality`) of each record, parsed exactly as
         `__call__` parses them; one list of `QualityFlag` per record (empty = clean)."""
         records = self._as_records(signals, sampling_rate, lead_names, units, record_ids)
-        return [signal_quality(r["x"], r["fs"], r["names"], 1.0, r["id"]) for r in records]
+        flags: list = [None] * len(records)
+
+        def check(a: int, b: int) -> None:  # one record per task, on the filters' worker threads
+            for i in range(a, b):
+                r = records[i]
+                flags[i] = signal_quality(r["x"], r["fs"], r["names"], 1.0, r["id"])
+
+        filters.for_ranges(check, [(i, i + 1) for i in range(len(records))])
+        return flags
 
     def pad(self, processed_features, padding=True, max_length=None, return_tensors=None, **kwargs) -> BatchFeature:
         """Pad `(leads, samples)` arrays along the LAST axis (the base class assumes time-first) to `max_length`

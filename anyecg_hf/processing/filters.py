@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from functools import lru_cache
@@ -85,6 +86,7 @@ def bandpass_sos(low: float | None, high: float | None, order: int, fs: float) -
 # --------------------------------------------------------------------------------------------- threads
 _CHUNK = 16  # rows per task: one filter tile; small enough to balance two cores that other jobs also use
 _POOL: ThreadPoolExecutor | None = None
+_POOL_PREFIX = "anyecg-filters"
 
 
 def _forget_pool() -> None:
@@ -115,12 +117,14 @@ def for_ranges(fn, chunks: list[tuple[int, int]]) -> None:
     """Call `fn(start, stop)` for every range of `chunks`, on the worker threads when there is more than one."""
     global _POOL
     threads = min(num_threads(), len(chunks))
+    if threading.current_thread().name.startswith(_POOL_PREFIX):
+        threads = 1  # already on a worker (a task that filters): run inline, never wait on our own pool
     if threads <= 1:
         for a, b in chunks:
             fn(a, b)
         return
     if _POOL is None or _POOL._max_workers < threads:
-        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="anyecg-filters")
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=_POOL_PREFIX)
     for future in [_POOL.submit(fn, a, b) for a, b in chunks]:
         future.result()
 
