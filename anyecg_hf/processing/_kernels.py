@@ -286,3 +286,27 @@ def scale_rows_into(x, mean, inv, out, dest):
         d = dest[r]
         for t in range(n):
             out[d, t] = (x[r, t] - m) * s
+
+
+@nb.njit(nogil=True, cache=True)
+def rail_counts(x, lo, hi, counts):
+    """Per row: how many samples equal the row's finite min `lo[r]` or max `hi[r]` (clipping check)."""
+    for r in range(x.shape[0]):
+        c = 0
+        a = lo[r]
+        b = hi[r]
+        for t in range(x.shape[1]):
+            v = x[r, t]
+            c += 1 if (v == a or v == b) else 0
+        counts[r] = c
+
+
+@nb.njit(nogil=True, cache=True, fastmath={"reassoc"})
+def diff_sumsq(a, b, out):
+    """Per row: sum of `(a - b) ** 2`."""
+    for r in range(a.shape[0]):
+        q = 0.0
+        for t in range(a.shape[1]):
+            d = a[r, t] - b[r, t]
+            q += d * d
+        out[r] = q

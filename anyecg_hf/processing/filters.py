@@ -329,6 +329,27 @@ def row_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.where(finite, x, -np.inf).max(axis=1, initial=-np.inf))
 
 
+def rail_counts(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per row of `x`: the number of samples equal to `lo[r]` or `hi[r]` (its min / max: clipping), one pass."""
+    x = np.asarray(x, dtype=np.float64)
+    if not HAVE_NUMBA:
+        return ((x == lo[:, None]) | (x == hi[:, None])).sum(axis=1)
+    counts = np.empty(len(x), np.int64)
+    _kernels.rail_counts(x, np.ascontiguousarray(lo, dtype=np.float64), np.ascontiguousarray(hi, dtype=np.float64), counts)
+    return counts
+
+
+def diff_sumsq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row: `sum((a - b) ** 2)` without the temporaries."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if not HAVE_NUMBA:
+        d = a - b
+        return np.einsum("ij,ij->i", d, d)
+    out = np.empty(len(a))
+    _kernels.diff_sumsq(a, b, out)
+    return out
+
+
 def scale_rows_into(x: np.ndarray, mean: np.ndarray, inv: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
     """`out[dest[r], :N] = (x[r] - mean[r]) * inv[r]` for every row (cast to `out`'s dtype), in parallel chunks."""
     if not len(x):

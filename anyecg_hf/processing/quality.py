@@ -91,7 +91,7 @@ def signal_quality(
     nan_frac = n_bad / n if n else np.ones(len(x))
     with np.errstate(invalid="ignore", divide="ignore"):
         ptp = np.where(n_finite > 0, hi - lo, 0.0)
-        sat = ((x == hi[:, None]) | (x == lo[:, None])).sum(axis=1) / n_finite  # NaN never equals a rail
+        sat = filters.rail_counts(x, lo, hi) / n_finite  # NaN never equals a rail
     v = np.where(np.isfinite(x), x, 0.0) if n_bad.any() else x
     usable = np.flatnonzero((nan_frac < NAN_FILLED_FRACTION) & (ptp >= FLAT_PTP_MV))
     band, noise = {}, {}
@@ -102,8 +102,8 @@ def signal_quality(
         band = {names[k]: filtered[i] for i, k in enumerate(usable)}
         sos_low, pad_low = _design(sampling_rate, "lowpass")
         if sampling_rate / 2 > 45 and n > pad_low:
-            hf = rows - filters.zero_phase_filter(rows, sos_low, pad_low)
-            ratio = np.sqrt(np.mean(hf**2, axis=1)) / (np.sqrt(np.mean(filtered**2, axis=1)) + 1e-12)
+            hf_sq = filters.diff_sumsq(rows, filters.zero_phase_filter(rows, sos_low, pad_low))  # energy above 40 Hz
+            ratio = np.sqrt(hf_sq / n) / (np.sqrt(np.einsum("ij,ij->i", filtered, filtered) / n) + 1e-12)
             noise = dict(zip(usable.tolist(), ratio.tolist()))
     flags: list[QualityFlag] = []
     for k, name in enumerate(names):
