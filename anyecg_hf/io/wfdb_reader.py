@@ -7,10 +7,8 @@ The PhysioNet/CinC Challenge headers carry the labels as comment lines (`# Age: 
 from __future__ import annotations
 
 import os
-import re
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -79,7 +77,7 @@ def read_wfdb(path, *, units=None, lead_names=None, max_bytes=DEFAULT_MAX_BYTES,
         raise ECGReadError(path, "no WFDB header (.hea) found for this record", FORMAT)
     check_size(hea, 1 << 20, FORMAT)
     record_name = str(hea.with_suffix(""))
-    header = _light_header(hea)  # the checks below need a few fields; `rdrecord` parses the header fully once
+    header = _fast_rdheader(hea)  # parsed once: for the checks below and for reading the signal
     if header is None:
         try:
             header = wfdb.rdheader(record_name)
@@ -96,7 +94,7 @@ def read_wfdb(path, *, units=None, lead_names=None, max_bytes=DEFAULT_MAX_BYTES,
     _check_data_files(hea, header, max_bytes)
 
     try:
-        rec = _rdrecord(record_name, hea)
+        rec = _read_signal(header, hea, record_name)
     except Exception as err:
         raise ECGReadError(hea, f"cannot read the signal data ({type(err).__name__}: {err})", FORMAT) from err
     signal = np.asarray(rec.p_signal, dtype=np.float32).T
@@ -128,65 +126,29 @@ def read_wfdb(path, *, units=None, lead_names=None, max_bytes=DEFAULT_MAX_BYTES,
     return ECGRecord(signal=signal, sampling_rate=float(fs), lead_names=names, metadata=meta, source=str(hea))
 
 
-_RECORD_LINE = re.compile(r"^\s*(?P<name>[-\w]+)\s+(?P<n_sig>\d+)\s+(?P<fs>\d*\.?\d+(?:e[-+]?\d+)?)\s+(?P<sig_len>\d+)(\s|$)", re.I)
-_SIGNAL_LINE = re.compile(r"^\s*(?P<file>\S+)\s+(?P<fmt>\d+)(?:x(?P<spf>\d+))?(?::\d+)?(?:\+(?P<offset>\d+))?(\s|$)")
-
-
-def _light_header(hea: Path) -> SimpleNamespace | None:
-    """The fields of a plain single-segment header that the pre-read checks need (`n_sig`, `fs`, `sig_len`, data
-    file names, formats, samples per frame, byte offsets), or `None` when the header is anything else (multi-segment,
-    a field missing, unusual syntax): `wfdb.rdheader` then parses it. `wfdb` looks fields up in a pandas table, which
-    made parsing the header twice (checks, then `rdrecord`) ~40 % of the time to read a 10 s ECG."""
-    try:
-        text = hea.read_text(encoding="ascii", errors="ignore")
-    except OSError:
-        return None
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    rec = _RECORD_LINE.match(lines[0]) if lines else None
-    if rec is None:
-        return None
-    n_sig = int(rec["n_sig"])
-    signals = [_SIGNAL_LINE.match(ln) for ln in lines[1:1 + n_sig]]
-    if len(signals) != n_sig or not all(signals):
-        return None
-    return SimpleNamespace(
-        n_sig=n_sig, fs=float(rec["fs"]), sig_len=int(rec["sig_len"]), seg_name=None,
-        file_name=[m["file"] for m in signals], fmt=[m["fmt"] for m in signals],
-        samps_per_frame=[int(m["spf"] or 1) for m in signals], byte_offset=[int(m["offset"] or 0) for m in signals],
-    )
-
-
-def _rdrecord(record_name: str, hea: Path):
-    """`wfdb.rdrecord(record_name, physical=True, return_res=32)`, with the header parsed once.
-
-    wfdb's header parser looks a pandas table up for every field of every channel: ~60 % of the time to read a
-    10 s 12-lead record. For a plain single-segment header, `_fast_rdrecord` runs rdrecord's own steps (wfdb's
-    signal-line grammar, its field table read once into a dict, its segment reader and `dac`); anything it does not
-    handle, or any error, goes to `wfdb.rdrecord`, which also gives the error messages. Tested equal to
-    `wfdb.rdrecord` on every CinC record."""
-    import wfdb
-
-    try:
-        rec = _fast_rdrecord(record_name, hea)
-    except Exception:  # noqa: BLE001 -- wfdb's own reader decides (and explains) what is wrong
-        rec = None
-    return rec if rec is not None else wfdb.rdrecord(record_name, physical=True, return_res=32)
-
-
 _SIGNAL_SPECS: dict | None = None
 
 
-def _fast_rdrecord(record_name: str, hea: Path):
+def _fast_rdheader(hea: Path):
+    """`wfdb.rdheader` of a plain single-segment header, or `None` for anything else (multi-segment, no signal
+    length, a line wfdb's grammar rejects): `wfdb.rdheader` then parses it and gives the error messages.
+
+    Same grammar (`wfdb.io.header.rx_signal`, `_parse_record_line`) and field table as wfdb, but the table is read
+    once into a dict: wfdb looks a pandas table up for every field of every channel, which made parsing ~60 % of the
+    time to read a 10 s 12-lead record. Tested equal to `wfdb.rdheader` on every CinC header."""
     global _SIGNAL_SPECS
     import wfdb
-    from wfdb.io import _header, _signal
+    from wfdb.io import _header
     from wfdb.io import header as wfdb_header
 
     if _SIGNAL_SPECS is None:
         table = _header.SIGNAL_SPECS
         _SIGNAL_SPECS = {f: (table.loc[f, "read_default"], table.loc[f, "allowed_types"]) for f in table.index}
-    lines, comments = wfdb_header.parse_header_content(hea.read_text(encoding="ascii", errors="ignore"))
-    fields = _header._parse_record_line(lines[0])
+    try:
+        lines, comments = wfdb_header.parse_header_content(hea.read_text(encoding="ascii", errors="ignore"))
+        fields = _header._parse_record_line(lines[0])
+    except Exception:  # noqa: BLE001 -- wfdb.rdheader decides (and explains) what is wrong
+        return None
     n_sig = fields.get("n_sig") or 0
     if fields.get("n_seg") is not None or not n_sig or fields.get("sig_len") is None or len(lines) != n_sig + 1:
         return None
@@ -214,17 +176,31 @@ def _fast_rdrecord(record_name: str, hea: Path):
         if f != "n_seg":
             setattr(record, f, v)
     record.comments = [line.strip(" \t#") for line in comments]
-    channels = list(range(n_sig))
-    record.check_read_inputs(0, record.sig_len, channels, True, True, 32)
-    record.e_d_signal = _signal._rd_segment(
-        file_name=record.file_name, dir_name=os.path.abspath(str(hea.parent)), pn_dir=None, fmt=record.fmt, n_sig=n_sig,
-        sig_len=record.sig_len, byte_offset=record.byte_offset, samps_per_frame=record.samps_per_frame,
-        skew=record.skew, init_value=record.init_value, sampfrom=0, sampto=record.sig_len, channels=channels,
-        ignore_skew=False, no_file=False, sig_data=None, return_res=32,
-    )
-    record._arrange_fields(channels=channels, sampfrom=0, smooth_frames=True)
-    record.dac(expanded=False, return_res=32, inplace=True)
     return record
+
+
+def _read_signal(header, hea: Path, record_name: str):
+    """`wfdb.rdrecord(record_name, physical=True, return_res=32)` from an already parsed single-segment `header`
+    (filled in place): rdrecord's own steps after its `rdheader` (wfdb's segment reader, `_arrange_fields`,
+    `dac`). If those private steps fail for any reason, `wfdb.rdrecord` reads the record again and gives the error
+    message. Tested equal to `wfdb.rdrecord` on every CinC record."""
+    import wfdb
+    from wfdb.io import _signal
+
+    try:
+        channels = list(range(header.n_sig))
+        header.check_read_inputs(0, header.sig_len, channels, True, True, 32)
+        header.e_d_signal = _signal._rd_segment(
+            file_name=header.file_name, dir_name=os.path.abspath(str(hea.parent)), pn_dir=None, fmt=header.fmt,
+            n_sig=header.n_sig, sig_len=header.sig_len, byte_offset=header.byte_offset,
+            samps_per_frame=header.samps_per_frame, skew=header.skew, init_value=header.init_value, sampfrom=0,
+            sampto=header.sig_len, channels=channels, ignore_skew=False, no_file=False, sig_data=None, return_res=32,
+        )
+        header._arrange_fields(channels=channels, sampfrom=0, smooth_frames=True)
+        header.dac(expanded=False, return_res=32, inplace=True)
+        return header
+    except Exception:  # noqa: BLE001 -- wfdb's own reader decides (and explains) what is wrong
+        return wfdb.rdrecord(record_name, physical=True, return_res=32)
 
 
 def _check_data_files(hea: Path, header, max_bytes: int) -> None:
