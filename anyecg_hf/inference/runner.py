@@ -434,6 +434,13 @@ def plan_job(settings: JobSettings, meta: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ running
+def _cores_per_process(local_world_size: int) -> int:
+    """This process's share of the cores it may run on (at least 1)."""
+    from ..runtime.threads import available_cpus
+
+    return max(1, available_cpus() // max(1, local_world_size))
+
+
 def default_workers(device, local_world_size: int = 1) -> int:
     """DataLoader workers per process: on GPU, the cores of this process (preprocessing must keep up with the GPU);
     on CPU, about one per 4 cores (the model itself uses the cores), none when the process has 1-2 cores.
@@ -441,8 +448,7 @@ def default_workers(device, local_world_size: int = 1) -> int:
     With 2 cores or fewer a reader takes a whole core from a model that scales to it: measured on 2 cores (1,000
     WFDB files, full-size model), reading in the main process + 2 model threads ran at 96 ECGs/s, one reader + 1
     model thread at 69 (the model was busy 96 % of the time, on one core)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    per_process = max(1, cores // max(1, local_world_size))
+    per_process = _cores_per_process(local_world_size)
     if getattr(device, "type", str(device)) == "cuda":
         return max(2, per_process - 1)
     return 0 if per_process <= 2 else max(1, per_process // 4)
@@ -456,8 +462,7 @@ def default_threads(device, local_world_size: int = 1, workers: int = 0) -> int:
 
     if getattr(device, "type", str(device)) != "cpu":
         return torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, local_world_size) - workers)
+    return max(1, _cores_per_process(local_world_size) - workers)
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -469,8 +474,7 @@ def _preprocessing_threads(local_world_size: int) -> None:
     """Preprocessing threads of this process (`ANYECG_NUM_THREADS`, unless the user set it): its share of the cores,
     so that several processes on one machine do not each start one filter thread per core."""
     if "ANYECG_NUM_THREADS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        os.environ["ANYECG_NUM_THREADS"] = str(max(1, cores // max(1, local_world_size)))
+        os.environ["ANYECG_NUM_THREADS"] = str(_cores_per_process(local_world_size))
 
 
 def worker_context():
@@ -559,6 +563,17 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
 _TRIM_EVERY = 16  # batches
 
 
+def _libc_function(name: str):
+    """A function of the C library (glibc's allocator controls), or `None` where there is none."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def _heap_trimmer():
     """`malloc_trim(0)` of glibc, or a no-op elsewhere.
 
@@ -567,12 +582,9 @@ def _heap_trimmer():
     job creeps up (measured: +2-3 MB per batch of 64 with a tiny model until the chunk is written). Trimming every
     few batches hands the free pages back and keeps the memory flat."""
     import ctypes
-    import ctypes.util
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    trim = _libc_function("malloc_trim")
+    if trim is None:
         return lambda: None
     trim.argtypes = [ctypes.c_size_t]
     return lambda: trim(0)
@@ -586,11 +598,9 @@ def _keep_freed_memory() -> None:
     every batch page-faults ~100-400 MB of fresh, zeroed memory: measured 16k-95k page faults and 5-10 % slower
     forwards of the full-size model at batch 64 on one core; none with these settings. A no-op outside glibc."""
     import ctypes
-    import ctypes.util
 
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
         return
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt(-4, 0)  # M_MMAP_MAX
