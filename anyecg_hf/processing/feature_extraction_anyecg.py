@@ -176,13 +176,17 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         """Notch, band-pass and baseline removal of every row of `rows` ((R, T) array or a list of R rows) at
         `sampling_rate`, fused per chunk of rows (`filters.filter_chain`), float64. With `moments=True` also the
         per-row `(sum, sum of squares)` of the result."""
+        stages, kernel = self._stages(rows.shape[1] if isinstance(rows, np.ndarray) else len(rows[0]))
+        return filters.filter_chain(rows, stages, kernel, self.backend, moments=moments)
+
+    def _stages(self, n: int):
+        """`(filter stages, median kernel)` for windows of `n` samples; too short a window is an `ECGInputError`."""
         notch, band, kernel = self._filter_plan()
         stages = [stage for stage in (notch, band) if stage is not None]
         padlen = max([stage[1] for stage in stages], default=0)
-        n = rows.shape[1] if isinstance(rows, np.ndarray) else len(rows[0])
         if n <= padlen:
             raise ECGInputError(f"window of {n} samples is too short to filter (needs > {padlen})")
-        return filters.filter_chain(rows, stages, kernel, self.backend, moments=moments)
+        return stages, kernel
 
     # ------------------------------------------------------------------ input parsing
     def _as_records(self, signals, sampling_rate, lead_names, units, record_ids):
@@ -404,11 +408,7 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
     def _process_in_chunks(self, src, window_of_row, dest, length, out2d):
         """Chunks of whole windows (~48 rows) on the worker threads: gather, filter, subtract the median, z-score
         and write float32 into `out2d` while the chunk is in cache (no batch-sized float64 intermediate)."""
-        notch, band, kernel = self._filter_plan()
-        stages = [stage for stage in (notch, band) if stage is not None]
-        padlen = max([stage[1] for stage in stages], default=0)
-        if length <= padlen:
-            raise ECGInputError(f"window of {length} samples is too short to filter (needs > {padlen})")
+        stages, kernel = self._stages(length)
         starts = np.flatnonzero(np.r_[True, window_of_row[1:] != window_of_row[:-1]])  # first row of each window
         bounds, a = [], 0
         for s in starts[1:]:

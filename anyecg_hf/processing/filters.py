@@ -286,13 +286,10 @@ def filter_chain(
     plan = _stage_plan(stages, dtype)
 
     def run(a: int, b: int) -> None:
-        src = rows[a:b] if rows is not None else out[a:b]
         if rows is None:
             for r in range(a, b):
                 out[r] = x[r]
-        _kernels.filtfilt_rows(src, out[a:b], *plan)
-        if kernel_size is not None and kernel_size > 1:
-            _median_chunk(out[a:b], out[a:b], kernel_size, True)
+        _filter_tile(rows[a:b] if rows is not None else out[a:b], out[a:b], plan, kernel_size)
         if moments:
             _kernels.row_moments(out[a:b], sums[a:b], sums_sq[a:b])
 
@@ -309,9 +306,15 @@ def filter_chunk(rows: list, out: np.ndarray, stages: list[tuple[np.ndarray, int
         b = min(len(rows), a + _CHUNK)
         for r in range(a, b):
             out[r] = rows[r]
-        _kernels.filtfilt_rows(out[a:b], out[a:b], *plan)
-        if kernel_size is not None and kernel_size > 1:
-            _median_chunk(out[a:b], out[a:b], kernel_size, True)
+        _filter_tile(out[a:b], out[a:b], plan, kernel_size)
+
+
+def _filter_tile(src: np.ndarray, out: np.ndarray, plan, kernel_size: int | None) -> None:
+    """Numba path for up to `_CHUNK` rows: the filtfilt stages of `plan` from `src` into `out` (may be `src`), then
+    subtract the running median in place."""
+    _kernels.filtfilt_rows(src, out, *plan)
+    if kernel_size is not None and kernel_size > 1:
+        _median_chunk(out, out, kernel_size, True)
 
 
 def row_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
