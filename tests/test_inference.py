@@ -77,17 +77,23 @@ def reference(tiny_model, archive, tmp_path_factory):
     return out
 
 
-def test_cpu_defaults_read_in_the_main_process_with_two_cores_or_fewer(monkeypatch):
-    """1-2 cores per process: no reader (it would take a core from the model); more: ~1 reader per 4 cores."""
+def test_cpu_defaults_share_two_cores_between_gated_readers_and_the_model(monkeypatch):
+    """1 core per process: no reader; 2: one reader per core and the model on both cores, gated; more: ~1 reader
+    per 4 cores on cores of their own (not gated)."""
     import torch
 
-    from anyecg_hf.inference.runner import default_threads, default_workers
+    from anyecg_hf.inference.runner import default_threads, default_workers, readers_share_cores
 
     cpu = torch.device("cpu")
-    for cores, world, workers, threads in [(2, 1, 0, 2), (2, 2, 0, 1), (1, 1, 0, 1), (8, 1, 2, 6), (16, 2, 2, 6)]:
+    for cores, world, workers, threads, gated in [(2, 1, 2, 2, True), (2, 2, 0, 1, False), (1, 1, 0, 1, False),
+                                                  (4, 2, 2, 2, True), (8, 1, 2, 6, False), (16, 2, 2, 6, False)]:
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)), raising=False)
         assert default_workers(cpu, world) == workers, (cores, world)
         assert default_threads(cpu, world, workers) == threads, (cores, world)
+        assert readers_share_cores(cpu, world, workers, threads) is gated, (cores, world)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert readers_share_cores(cpu, 1, 1, 2) and not readers_share_cores(cpu, 1, 1, 1)  # a user's --workers/--threads
+    assert not readers_share_cores(torch.device("cuda"), 1, 4, 2)  # never on GPU: its feeding must not pause
 
 
 def test_preprocessing_threads_are_the_process_share_of_the_cores(monkeypatch):
@@ -234,6 +240,50 @@ def test_two_processes_give_the_same_rows(tiny_model, archive, reference, tmp_pa
     assert sorted(errors.path) == sorted(str(archive / c) for c in CORRUPT)
     manifest = json.loads((out / "_SUCCESS").read_text())
     assert manifest["run"]["processes"] == 2 and manifest["rows"] == 50 * COPIES
+
+
+def test_gated_readers_give_the_same_rows(tiny_model, archive, reference, tmp_path):
+    """Two readers sharing the cores with two model threads (the 2-core default): the readers are gated, and the rows,
+    their order and the errors are those of the reference run."""
+    out = tmp_path / "gated"
+    result = run_job(JobSettings(inputs=[str(archive)], out=str(out), model=str(tiny_model), workers=2, threads=2,
+                                 batch_size=32, quality=False, progress=False, log=open(os.devnull, "w")))
+    manifest = json.loads((out / "_SUCCESS").read_text())
+    assert manifest["run"]["readers_gated"] is (len(os.sched_getaffinity(0)) <= 3)  # 2 + 2 > cores
+    assert result.processed == 50 * COPIES and result.failed == len(CORRUPT)
+    one, two = _rows(reference), _rows(out)
+    assert list(two.index) == list(one.index) and (two.input_index == one.input_index).all()
+    np.testing.assert_allclose(np.stack(two.probabilities), np.stack(one.probabilities), atol=1e-6)
+    assert sorted(store.read_errors(str(out)).to_pandas().path) == sorted(str(archive / c) for c in CORRUPT)
+
+
+def test_a_closed_gate_pauses_the_readers_between_groups(shared):
+    """`ECGFileDataset(gate=...)` reads nothing while the gate is clear, resumes when it is set, and gives the
+    items of an ungated read."""
+    import threading
+
+    from anyecg_hf import AnyECGFeatureExtractor
+    from anyecg_hf.inference import ECGFileDataset
+
+    files = sorted(str(p) for p in (shared / "data" / "cinc2021").glob("*.hea"))[:10]
+    fe = AnyECGFeatureExtractor()
+    gate = threading.Event()
+    gated = ECGFileDataset(files, fe, gate=gate)
+    reads = []
+    read = gated._read
+    gated._read = lambda path: reads.append(path) or read(path)
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("items", gated.__getitems__(list(range(10)))))
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive() and reads == []  # waits at the first group
+    gate.set()
+    worker.join(30)
+    assert not worker.is_alive() and reads == files
+    plain = ECGFileDataset(files, fe).__getitems__(list(range(10)))
+    for a, b in zip(result["items"], plain):
+        assert (a.index, a.record_id, a.meta["warnings"]) == (b.index, b.record_id, b.meta["warnings"])
+        np.testing.assert_array_equal(a.inputs["input_values"], b.inputs["input_values"])
 
 
 def test_sigkill_then_resume_gives_exactly_one_row_per_input(tiny_model, archive, reference, tmp_path):

@@ -101,10 +101,11 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
     r = p.add_argument_group("runtime")
     r.add_argument("--workers", type=int, metavar="N",
                    help="reader processes per process, overlapping reading + preprocessing with the model "
-                   "(0 = read in the main process; default on CPU: 0 with 1-2 cores per process, else ~1 per 4 cores; on GPU the "
-                   "process's cores)")
+                   "(0 = read in the main process; default on CPU: 0 with 1 core per process, 2 with 2 cores (they "
+                   "then pause while the model runs), else ~1 per 4 cores; on GPU the process's cores)")
     r.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads per process (default on CPU: its cores minus its readers, at least 1)")
+                   help="torch CPU threads per process (default on CPU: its cores minus its readers, or all of its cores "
+                   "when the readers take every core)")
     r.add_argument("--processes", type=int, default=1, metavar="N",
                    help="data-parallel processes on this machine: relaunches the command under `accelerate launch "
                    "--num_processes N` (gloo on CPU). On a CPU-only machine, one per core with --workers 0 --threads 1 "

@@ -95,9 +95,18 @@ class ECGFileDataset(Dataset):
         read_kwargs (`dict`, *optional*): passed to `read_ecg` (`format`, `sampling_rate`, `lead_names`, `units`).
         quality (`bool`, defaults to `True`): add signal-quality flags (flat, NaN-filled, clipped, noisy leads,
             limb-lead reversal) to each item's warnings.
+        gate (`multiprocessing.Event`, *optional*): when given, a batch is read and preprocessed `GATE_GROUP`
+            records at a time, and each stage (reading, preprocessing, quality flags) of a group starts only once the
+            gate is set. A job whose readers share the cores with the model clears it for the forward pass: the
+            readers then use the cores while the model waits and pause within ~3 ms when it starts, instead of
+            stalling its threads at every layer.
     """
 
-    def __init__(self, paths, feature_extractor, indices=None, read_kwargs=None, quality: bool = True):
+    # Records per group with a gate: 4 costs no throughput against 64 at a time (8 records per feature-extractor
+    # call or more are equally fast, 2 are 7 % slower); a group checks the gate three times (~3 ms apart).
+    GATE_GROUP = 4
+
+    def __init__(self, paths, feature_extractor, indices=None, read_kwargs=None, quality: bool = True, gate=None):
         self.paths = paths if isinstance(paths, StringTable) else StringTable(paths)
         self.indices = np.arange(len(self.paths), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
         if len(self.indices) != len(self.paths):
@@ -105,6 +114,7 @@ class ECGFileDataset(Dataset):
         self.feature_extractor = feature_extractor
         self.read_kwargs = dict(read_kwargs or {})
         self.quality = quality
+        self.gate = gate
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -114,9 +124,23 @@ class ECGFileDataset(Dataset):
 
     def __getitems__(self, positions) -> list:
         """Read the inputs at `positions` and preprocess the readable ones in ONE feature-extractor call (the
-        extractor is vectorised over records: several times faster than one call per record). If that call fails,
-        the records are preprocessed one by one so that only the bad one becomes an error item."""
+        extractor is vectorised over records: several times faster than one call per record), or one call per
+        `GATE_GROUP` records with a `gate`. If a call fails, its records are preprocessed one by one so that only
+        the bad one becomes an error item."""
+        if self.gate is None:
+            return self._read_and_preprocess(positions)
+        items = []
+        for a in range(0, len(positions), self.GATE_GROUP):
+            items += self._read_and_preprocess(positions[a:a + self.GATE_GROUP])
+        return items
+
+    def _wait_for_gate(self) -> None:
+        if self.gate is not None:
+            self.gate.wait()
+
+    def _read_and_preprocess(self, positions) -> list:
         items, records = [], []
+        self._wait_for_gate()
         for i in positions:
             path = self.paths[i]
             item = Item(index=int(self.indices[i]), path=path, record_id=_record_id(path), meta={"warnings": []})
@@ -131,6 +155,7 @@ class ECGFileDataset(Dataset):
             except Exception as err:  # noqa: BLE001 -- one bad input is recorded, never raised
                 item.error = (type(err).__name__, str(err) or repr(err))
         if records:
+            self._wait_for_gate()
             try:
                 self._preprocess(records)
             except Exception:  # noqa: BLE001 -- find the culprit(s) record by record
@@ -158,8 +183,10 @@ class ECGFileDataset(Dataset):
         if not np.isfinite(values).all():
             bad = sorted(set(owner[~np.isfinite(values).reshape(len(values), -1).all(axis=1)].tolist()))
             raise ValueError(f"{pairs[bad[0]][0].path}: preprocessing produced non-finite values")
-        flags = self.feature_extractor.check_quality(records) if self.quality and hasattr(
-            self.feature_extractor, "check_quality") else [[] for _ in records]
+        flags = [[] for _ in records]
+        if self.quality and hasattr(self.feature_extractor, "check_quality"):
+            self._wait_for_gate()
+            flags = self.feature_extractor.check_quality(records)
         for j, (item, _) in enumerate(pairs):
             sel = np.flatnonzero(owner == j)
             if sel.size == 0:

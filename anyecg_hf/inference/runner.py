@@ -443,26 +443,39 @@ def _cores_per_process(local_world_size: int) -> int:
 
 def default_workers(device, local_world_size: int = 1) -> int:
     """DataLoader workers per process: on GPU, the cores of this process (preprocessing must keep up with the GPU);
-    on CPU, about one per 4 cores (the model itself uses the cores), none when the process has 1-2 cores.
+    on CPU, none with 1 core per process, one per core with 2 (they share the cores with the model, gated: see
+    `readers_share_cores`), else about one per 4 cores on cores of their own.
 
-    With 2 cores or fewer a reader takes a whole core from a model that scales to it: measured on 2 cores (1,000
-    WFDB files, full-size model), reading in the main process + 2 model threads ran at 96 ECGs/s, one reader + 1
-    model thread at 69 (the model was busy 96 % of the time, on one core)."""
+    Measured on 2 cores (1,000 WFDB files, full-size model, 2 model threads): no reader 110-113 ECGs/s, 2 gated
+    readers 113-117, 2 ungated readers 106 (they stall the model's threads), 1 reader + 1 model thread 69."""
     per_process = _cores_per_process(local_world_size)
     if getattr(device, "type", str(device)) == "cuda":
         return max(2, per_process - 1)
-    return 0 if per_process <= 2 else max(1, per_process // 4)
+    if per_process <= 2:
+        return per_process - 1 if per_process == 1 else per_process
+    return max(1, per_process // 4)
 
 
 def default_threads(device, local_world_size: int = 1, workers: int = 0) -> int:
-    """torch threads per process on CPU: the process's cores minus its reader workers (at least 1). Oversubscribing
-    (model threads + readers > cores) makes OpenMP threads wait on each other at every layer: measured on 2 cores,
+    """torch threads per process on CPU: the process's cores minus its reader workers, or all of its cores when the
+    readers take every core anyway (they are then gated, `readers_share_cores`). Oversubscribing ungated (model
+    threads + readers > cores) makes OpenMP threads wait on each other at every layer: measured on 2 cores,
     1 thread + 1 reader ran 2-4x faster than 2 threads + 1 reader."""
     import torch
 
     if getattr(device, "type", str(device)) != "cpu":
         return torch.get_num_threads()
-    return max(1, _cores_per_process(local_world_size) - workers)
+    cores = _cores_per_process(local_world_size)
+    return cores if workers >= cores else max(1, cores - workers)
+
+
+def readers_share_cores(device, local_world_size: int, workers: int, threads: int) -> bool:
+    """Whether the reader workers and the model's threads together exceed this process's cores (CPU only). The job
+    then gates the readers: they read and preprocess while the model waits for a batch and pause (within ~8
+    records) while it runs, so the cores alternate between the two instead of being contended."""
+    if not workers or getattr(device, "type", str(device)) != "cpu":
+        return False
+    return workers + threads > _cores_per_process(local_world_size)
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -519,9 +532,18 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
     """Run this rank's slice: read + preprocess in workers, forward, aggregate, write chunks. Returns counts."""
     from torch.utils.data import DataLoader
 
+    import torch
+
     device = ctx.device
+    mp_context = worker_context() if workers else None
+    gate = None
+    if readers_share_cores(device, ctx.local_world_size, workers, torch.get_num_threads()):
+        import multiprocessing as mp
+
+        gate = (mp_context or mp.get_context()).Event()
+        gate.set()
     dataset = ECGFileDataset(StringTable(paths), extractor, indices=indices, read_kwargs=settings.read_kwargs,
-                             quality=settings.quality)
+                             quality=settings.quality, gate=gate)
     del paths
     loader = DataLoader(
         dataset,
@@ -532,7 +554,7 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
         pin_memory=getattr(device, "type", "cpu") == "cuda",
         prefetch_factor=2 if workers else None,
         worker_init_fn=_worker_init if workers else None,
-        multiprocessing_context=worker_context() if workers else None,
+        multiprocessing_context=mp_context,
     )
     writer = store.ShardWriter(settings.parts_dir, ctx.rank, meta, settings.chunk_size, settings.flush_seconds)
     autocast = _autocast_factory(settings.dtype, device)
@@ -545,7 +567,7 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
     t0 = time.perf_counter()
     model_s = 0.0  # time in the forward pass: model_s / seconds near 1 means reading keeps up with the model
     try:
-        model_s = _stream_batches(settings, loader, model, device, builder, writer, autocast, bar)
+        model_s = _stream_batches(settings, loader, model, device, builder, writer, autocast, bar, gate)
     except RuntimeError as err:
         if "DataLoader worker" not in str(err):
             raise
@@ -557,7 +579,7 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
     if bar is not None:
         bar.close()
     return {"rank": ctx.rank, "processed": writer.rows_written, "failed": writer.errors_written, "seconds": seconds,
-            "model_seconds": model_s, "workers": workers, "files": writer.files}
+            "model_seconds": model_s, "workers": workers, "readers_gated": gate is not None, "files": writer.files}
 
 
 _TRIM_EVERY = 16  # batches
@@ -607,7 +629,7 @@ def _keep_freed_memory() -> None:
     mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
 
 
-def _stream_batches(settings, loader, model, device, builder, writer, autocast, bar) -> float:
+def _stream_batches(settings, loader, model, device, builder, writer, autocast, bar, gate=None) -> float:
     from ..pipelines.outputs import aggregate_windows
 
     model_s = 0.0
@@ -619,7 +641,13 @@ def _stream_batches(settings, loader, model, device, builder, writer, autocast, 
         rows = None
         if batch.items:
             tm = time.perf_counter()
-            outs = _forward(model, batch.inputs, device, settings.batch_size, settings.task, autocast)
+            if gate is not None:
+                gate.clear()  # readers pause: the model has the cores
+            try:
+                outs = _forward(model, batch.inputs, device, settings.batch_size, settings.task, autocast)
+            finally:
+                if gate is not None:
+                    gate.set()
             model_s += time.perf_counter() - tm
             n = len(batch.items)
             agg = {k: aggregate_windows(v, batch.window_to_record, settings.aggregate, num_records=n).astype(np.float32)
@@ -736,7 +764,8 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
                     "skipped": result.skipped, "seconds": round(result.seconds, 3),
                     "ecgs_per_s": round(result.ecgs_per_s, 2),
                     "model_busy": round(result.model_busy, 3),
-                    "workers_per_process": all_counts[0]["workers"], "torch_threads": torch.get_num_threads(),
+                    "workers_per_process": all_counts[0]["workers"], "readers_gated": all_counts[0]["readers_gated"],
+                    "torch_threads": torch.get_num_threads(),
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         manifest = store.write_success(settings.parts_dir, dict(meta, inputs=info["inputs"], format="parquet", run=run_info))
         with contextlib.suppress(FileNotFoundError):
