@@ -65,3 +65,42 @@ def write_seeded_ecgfounder_checkpoint(path: str | os.PathLike, model: str = "12
     obj = {"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 1} if wrap else state
     torch.save(obj, path)
     return Path(path)
+
+
+def reference_quality_flags(x, fs, names) -> list:
+    """The signal-quality checks (`anyecg_hf.processing.signal_quality`, without the electrode-reversal flag)
+    written plainly per lead with scipy, as they were first implemented: `(kind, lead, value)` per flag. The
+    reference of the tests and of `benchmarks/bench_preprocessing.py`."""
+    from scipy import signal as sps
+
+    out, band = [], {}
+    sos_band = sps.butter(4, [0.67, min(40.0, 0.45 * fs)], "bandpass", fs=fs, output="sos")
+    sos_low = sps.butter(4, min(40.0, 0.45 * fs), "lowpass", fs=fs, output="sos")
+    for name, lead in zip(names, x):
+        finite = np.isfinite(lead)
+        nan_frac = 1.0 - finite.mean()
+        if nan_frac >= 0.5:
+            out.append(("nan_filled", name, nan_frac))
+            continue
+        if nan_frac > 0:
+            out.append(("nan_gaps", name, nan_frac))
+        v = np.where(finite, lead, 0.0)
+        ptp = float(np.ptp(v[finite]))
+        if ptp < 0.01:
+            out.append(("flat", name, ptp))
+            continue
+        rails = (v == v[finite].max()) | (v == v[finite].min())
+        if rails[finite].mean() >= 0.02:
+            out.append(("saturated", name, rails[finite].mean()))
+        band[name] = sps.sosfiltfilt(sos_band, v)
+        hf = v - sps.sosfiltfilt(sos_low, v)
+        ratio = np.sqrt(np.mean(hf**2)) / (np.sqrt(np.mean(band[name] ** 2)) + 1e-12)
+        if ratio >= 1.0:
+            out.append(("noisy", name, ratio))
+    i, ii = band["I"], band["II"]
+    res = {n: np.linalg.norm(band[n] - d) / (np.linalg.norm(band[n]) + 1e-12)
+           for n, d in {"III": ii - i, "aVR": -(i + ii) / 2, "aVL": i - ii / 2, "aVF": ii - i / 2}.items() if n in band}
+    worst = max(res, key=res.get)
+    if res[worst] > 0.2:
+        out.append(("limb_leads_inconsistent", worst, res[worst]))
+    return out

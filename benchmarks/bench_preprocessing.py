@@ -5,6 +5,10 @@ have no zeroed lead, repeated to `--batch`).
 
     python benchmarks/bench_preprocessing.py [--batch 64] [--rounds 5]
 
+A second table times the signal-quality flags of the same batch: `fe.check_quality(batch)` (all leads of a record
+at once, float32 numba filters, one record per worker-thread task) against the same checks written per lead with
+scipy (`anyecg_hf.testing.reference_quality_flags`), and checks that both give the same flags.
+
 Each method is timed on one batched call (`fe(batch)`) and on one call per record (`[fe(x) for x in batch]`).
 Rounds are interleaved (baseline, numba batched, numba per record, ... then again) so that load from other jobs on a shared machine hits
 every method alike; the best round of each is reported, with the ratio to the baseline and the max-abs difference of
@@ -93,6 +97,52 @@ def main() -> None:
         t = min(times[name])
         out = outputs[name]
         print(f"{name:58s} {n / t:8.1f} {t_ref / t:6.1f}x {np.abs(out - ref).max():10.2e}")
+
+    quality_table(batch, args.rounds)
+
+
+def quality_table(batch: np.ndarray, rounds: int) -> None:
+    from anyecg_hf import AnyECGFeatureExtractor
+    from anyecg_hf.leads import STANDARD_12_LEADS
+    from anyecg_hf.testing import reference_quality_flags
+
+    fe = AnyECGFeatureExtractor()
+    names = list(STANDARD_12_LEADS)
+    fe.check_quality(batch[:2], sampling_rate=500)  # numba cache load
+
+    def ours(threads):
+        saved = os.environ.get("ANYECG_NUM_THREADS")
+        os.environ["ANYECG_NUM_THREADS"] = str(threads)
+        try:
+            return fe.check_quality(batch, sampling_rate=500)
+        finally:
+            os.environ.pop("ANYECG_NUM_THREADS") if saved is None else os.environ.update(ANYECG_NUM_THREADS=saved)
+
+    from anyecg_hf.processing import filters
+
+    methods = {"baseline: per-lead scipy (sosfiltfilt)": lambda: [reference_quality_flags(x, 500, names) for x in batch],
+               f"check_quality, {filters.num_threads()} threads": lambda: ours(filters.num_threads()),
+               "check_quality, 1 thread": lambda: ours(1)}
+    times = {name: [] for name in methods}
+    flags = {}
+    for _ in range(rounds):
+        for name, fn in methods.items():
+            t0 = time.perf_counter()
+            flags[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    def kinds(record_flags):  # (kind, lead) of each flag; the reference has no electrode-reversal check
+        pairs = [f[:2] if isinstance(f, tuple) else (f.kind, f.lead) for f in record_flags]
+        return [p for p in pairs if p[0] != "limb_lead_reversal"]
+
+    names_ = list(methods)
+    ref = [kinds(r) for r in flags[names_[0]]]
+    t_ref = min(times[names_[0]])
+    print(f"\nsignal-quality flags of the same {len(batch)} ECGs, best of {rounds} interleaved rounds")
+    print(f"{'method':58s} {'ms/ECG':>8s} {'ratio':>7s} {'same flags':>10s}")
+    for name in names_:
+        t = min(times[name])
+        same = ref == [kinds(r) for r in flags[name]]
+        print(f"{name:58s} {t / len(batch) * 1e3:8.3f} {t_ref / t:6.1f}x {str(same):>10s}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ def test_zero_phase_filter_equals_filtfilt(backend, rng):
     np.testing.assert_allclose(filters.zero_phase_filter(x, sos_n, padlen_n, backend), ref, rtol=1e-9, atol=1e-9)
     with pytest.raises(ValueError, match="too short"):
         filters.zero_phase_filter(x[:, :20], sos, padlen, backend)
+    single = filters.zero_phase_filter(x, sos, padlen, backend, dtype=np.float32)  # the quality checks' precision
+    assert single.dtype == np.float32 and np.abs(single - out).max() < 1e-3 * np.abs(out).max()
+    assert (backend == "scipy") == bool(np.array_equal(single, out.astype(np.float32)))  # numba filters in float32
 
 
 def test_rational_ratio():

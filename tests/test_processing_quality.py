@@ -6,6 +6,7 @@ import wfdb
 
 from anyecg_hf import AnyECGFeatureExtractor
 from anyecg_hf.processing import signal_quality
+from anyecg_hf.testing import reference_quality_flags
 
 CLEAN = ["HR06000", "HR06001", "JS20000", "E07500", "E07501"]
 
@@ -61,46 +62,10 @@ def test_feature_extractor_check_quality_parses_like_call(shared):
     assert {f.kind for f in flags[1]} == {"flat"} and len(flags[1]) > 3
 
 
-def _reference_flags(x, fs, names):
-    """The checks written plainly per lead with scipy (the first implementation), as (kind, lead, value)."""
-    from scipy import signal as sps
-
-    out, band = [], {}
-    sos_band = sps.butter(4, [0.67, min(40.0, 0.45 * fs)], "bandpass", fs=fs, output="sos")
-    sos_low = sps.butter(4, min(40.0, 0.45 * fs), "lowpass", fs=fs, output="sos")
-    for name, lead in zip(names, x):
-        finite = np.isfinite(lead)
-        nan_frac = 1.0 - finite.mean()
-        if nan_frac >= 0.5:
-            out.append(("nan_filled", name, nan_frac))
-            continue
-        if nan_frac > 0:
-            out.append(("nan_gaps", name, nan_frac))
-        v = np.where(finite, lead, 0.0)
-        ptp = float(np.ptp(v[finite]))
-        if ptp < 0.01:
-            out.append(("flat", name, ptp))
-            continue
-        rails = (v == v[finite].max()) | (v == v[finite].min())
-        if rails[finite].mean() >= 0.02:
-            out.append(("saturated", name, rails[finite].mean()))
-        band[name] = sps.sosfiltfilt(sos_band, v)
-        hf = v - sps.sosfiltfilt(sos_low, v)
-        ratio = np.sqrt(np.mean(hf**2)) / (np.sqrt(np.mean(band[name] ** 2)) + 1e-12)
-        if ratio >= 1.0:
-            out.append(("noisy", name, ratio))
-    i, ii = band["I"], band["II"]
-    res = {n: np.linalg.norm(band[n] - d) / (np.linalg.norm(band[n]) + 1e-12)
-           for n, d in {"III": ii - i, "aVR": -(i + ii) / 2, "aVL": i - ii / 2, "aVF": ii - i / 2}.items() if n in band}
-    worst = max(res, key=res.get)
-    if res[worst] > 0.2:
-        out.append(("limb_leads_inconsistent", worst, res[worst]))
-    return out
-
-
 def test_vectorised_checks_equal_plain_per_lead_scipy(shared, rng):
     """Every CinC record, plus a damaged copy of each (NaN lead, NaN gap, clipping, noise, swapped I/aVR): the same
-    flags, in the same order, with the same measured values as per-lead scipy `sosfiltfilt`."""
+    flags, in the same order, with the same measured values as per-lead scipy `sosfiltfilt` -- exactly for the
+    NaN / flat / clipping values, within 1e-3 for the values from filtered signals (the filters run in float32)."""
     folder = shared / "data" / "cinc2021"
     n_flags = 0
     for path in sorted(folder.glob("*.hea")):
@@ -111,9 +76,11 @@ def test_vectorised_checks_equal_plain_per_lead_scipy(shared, rng):
         y[k[1]] = np.clip(y[k[1]], *np.percentile(y[k[1]], [3, 97]))
         y[k[2]] += rng.standard_normal(y.shape[1]) * 3 * y[k[2]].std()
         for sig in (x, y):
-            ref = _reference_flags(sig, fs, names)
+            ref = reference_quality_flags(sig, fs, names)
             got = [(f.kind, f.lead, f.value) for f in signal_quality(sig, fs, names) if f.kind != "limb_lead_reversal"]
             assert [g[:2] for g in got] == [r[:2] for r in ref], path.stem
-            np.testing.assert_allclose([g[2] for g in got], [r[2] for r in ref], rtol=1e-9, atol=1e-12)
+            filtered = [g[0] in ("noisy", "limb_leads_inconsistent") for g in got]
+            for g, r, f in zip(got, ref, filtered):
+                np.testing.assert_allclose(g[2], r[2], rtol=1e-3 if f else 1e-9, atol=1e-12, err_msg=f"{path.stem} {g[:2]}")
             n_flags += len(ref)
     assert n_flags > 100  # the damaged copies do raise flags

@@ -98,12 +98,16 @@ def signal_quality(
     sos_band, pad_band = _design(sampling_rate, "bandpass")
     if len(usable) and n > max(30, pad_band):
         rows = v[usable]
-        filtered = filters.zero_phase_filter(rows, sos_band, pad_band)  # all usable leads in one vectorised call
+        # all usable leads in one vectorised call each; float32 filters (values within ~1e-4 of float64) are
+        # ~1.6x faster, and thresholds set at 20 % or 1.0 do not need more
+        filtered = filters.zero_phase_filter(rows, sos_band, pad_band, dtype=np.float32)
         band = {names[k]: filtered[i] for i, k in enumerate(usable)}
         sos_low, pad_low = _design(sampling_rate, "lowpass")
         if sampling_rate / 2 > 45 and n > pad_low:
-            hf_sq = filters.diff_sumsq(rows, filters.zero_phase_filter(rows, sos_low, pad_low))  # energy above 40 Hz
-            ratio = np.sqrt(hf_sq / n) / (np.sqrt(np.einsum("ij,ij->i", filtered, filtered) / n) + 1e-12)
+            low = filters.zero_phase_filter(rows, sos_low, pad_low, dtype=np.float32)
+            hf_sq = filters.diff_sumsq(rows, low)  # energy above 40 Hz
+            band_sq = np.einsum("ij,ij->i", filtered, filtered, dtype=np.float64)
+            ratio = np.sqrt(hf_sq / n) / (np.sqrt(band_sq / n) + 1e-12)
             noise = dict(zip(usable.tolist(), ratio.tolist()))
     flags: list[QualityFlag] = []
     for k, name in enumerate(names):
