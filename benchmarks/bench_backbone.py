@@ -8,11 +8,13 @@ Reports ECGs/s per batch size (median [min-max] over interleaved rounds) and the
     python benchmarks/bench_backbone.py                    # batch 1 and 64, threads = available cores
     python benchmarks/bench_backbone.py --batch-sizes 64 --rounds 7 --threads 2
     python benchmarks/bench_backbone.py --compile          # also torch.compile (inductor), compile time excluded
+    python benchmarks/bench_backbone.py --device cuda --bf16 --batch-sizes 256   # a lent GPU (issue 9's figure)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import torch
@@ -35,31 +37,48 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per batch size (default 5)")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="minimum seconds per measurement")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(model) (inductor)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for both models (GPU; very slow on "
+                        "CPUs without native bf16)")
     args = parser.parse_args(argv)
+    device = torch.device(args.device)
 
     from anyecg_hf.runtime import configure_cpu_threads
 
     configure_cpu_threads(args.threads)
     model, weights = seeded_model()
     backbone = model.anyecg
-    baseline = baseline_for(backbone)
-    print(f"machine: {machine_line()}")
+    baseline = baseline_for(backbone).to(device)
+    backbone = backbone.to(device)
+    print(f"machine: {machine_line()}" + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
     print(f"model: ECGFounder 12-lead backbone, {sum(p.numel() for p in backbone.parameters()) / 1e6:.1f} M parameters, "
-          f"{weights}, float32, 12 x 5000 input")
+          f"{weights}, {'bfloat16 autocast' if args.bf16 else 'float32'}, 12 x 5000 input, {device}")
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.bf16 else contextlib.nullcontext
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def timed(fn):  # the result is ready when the call returns (GPU kernels are asynchronous)
+        def call():
+            with autocast():
+                out = fn()
+            sync()
+            return out
+        return call
+
     compiled = None
     if args.compile:
         compiled = torch.compile(backbone)
     rows = []
     for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
-        x = example_batch(batch_size)
+        x = example_batch(batch_size).to(device)
         with torch.inference_mode():
-            err = (backbone(x).pooler_output - baseline(x)).abs().max().item()
-            candidates = {"ours": lambda: backbone(x).pooler_output, "baseline": lambda: baseline(x)}
+            ours, base = timed(lambda: backbone(x).pooler_output), timed(lambda: baseline(x))
+            err = (ours().float() - base().float()).abs().max().item()
+            candidates = {"ours": ours, "baseline": base}
             if compiled is not None:
                 start = time.perf_counter()
                 compiled(x)
                 print(f"torch.compile warm-up (batch {batch_size}): {time.perf_counter() - start:.0f} s")
-                candidates["compiled"] = lambda: compiled(x).pooler_output
+                candidates["compiled"] = timed(lambda: compiled(x).pooler_output)
             rates = interleaved(candidates, batch_size, rounds=args.rounds, min_seconds=args.min_seconds)
         rows.append((batch_size, rates, err))
 
