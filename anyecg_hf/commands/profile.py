@@ -108,8 +108,8 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
                    "when the readers take every core)")
     r.add_argument("--processes", type=int, default=1, metavar="N",
                    help="data-parallel processes on this machine: relaunches the command under `accelerate launch "
-                   "--num_processes N` (gloo on CPU). On a CPU-only machine, one per core with --workers 0 --threads 1 "
-                   "is the fastest layout (docs/archive.md); default 1")
+                   "--num_processes N` (gloo on CPU). On 2 cores, --processes 2 and the default single process run "
+                   "equally fast (docs/archive.md); default 1")
     r.add_argument("--no-quality", dest="quality", action="store_false",
                    help="skip the signal-quality flags (flat, NaN-filled, clipped, noisy leads, electrode reversal)")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
