@@ -73,6 +73,18 @@ def interleaved(candidates: dict, items_per_call: int, rounds: int = 5, min_seco
     return {k: np.asarray(v) for k, v in rates.items()}
 
 
+def best_of_interleaved(methods: dict, rounds: int) -> tuple[dict, dict]:
+    """Call each method once per round, in turn, `rounds` times: `({name: best seconds}, {name: last output})`."""
+    times: dict = {name: [] for name in methods}
+    outputs = {}
+    for _ in range(rounds):
+        for name, fn in methods.items():
+            t0 = time.perf_counter()
+            outputs[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: min(t) for name, t in times.items()}, outputs
+
+
 def summarize(rates: np.ndarray) -> str:
     return f"{np.median(rates):8.1f} [{rates.min():.1f}-{rates.max():.1f}]"
 

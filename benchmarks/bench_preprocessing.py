@@ -26,6 +26,8 @@ import warnings
 
 import numpy as np
 
+from _speed_common import best_of_interleaved
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -75,17 +77,10 @@ def main() -> None:
         methods[f"exact, {label}, batched"] = lambda call=call: call(batch)
         methods[f"exact, {label}, per record"] = lambda call=call: np.concatenate([call(x) for x in batch])
 
-    times = {name: [] for name in methods}
-    outputs = {}
-    for _ in range(args.rounds):
-        for name, fn in methods.items():
-            t0 = time.perf_counter()
-            outputs[name] = fn()
-            times[name].append(time.perf_counter() - t0)
-
+    times, outputs = best_of_interleaved(methods, args.rounds)
     names = list(methods)
     ref = outputs[names[0]]
-    t_ref = min(times[names[0]])
+    t_ref = times[names[0]]
     threads = filters.num_threads() if filters.HAVE_NUMBA else 1
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"{n} ECGs (12 x 5000 at 500 Hz), {os.cpu_count()} CPU cores, {threads} worker threads, "
@@ -94,7 +89,7 @@ def main() -> None:
           + ", ".join(f"{k} {v:.2f} s" for k, v in warmup.items()))
     print(f"{'method':58s} {'ECGs/s':>8s} {'ratio':>7s} {'max|diff|':>10s}")
     for name in names:
-        t = min(times[name])
+        t = times[name]
         out = outputs[name]
         print(f"{name:58s} {n / t:8.1f} {t_ref / t:6.1f}x {np.abs(out - ref).max():10.2e}")
 
@@ -123,24 +118,18 @@ def quality_table(batch: np.ndarray, rounds: int) -> None:
     methods = {"baseline: per-lead scipy (sosfiltfilt)": lambda: [reference_quality_flags(x, 500, names) for x in batch],
                f"check_quality, {filters.num_threads()} threads": lambda: ours(filters.num_threads()),
                "check_quality, 1 thread": lambda: ours(1)}
-    times = {name: [] for name in methods}
-    flags = {}
-    for _ in range(rounds):
-        for name, fn in methods.items():
-            t0 = time.perf_counter()
-            flags[name] = fn()
-            times[name].append(time.perf_counter() - t0)
+    times, flags = best_of_interleaved(methods, rounds)
     def kinds(record_flags):  # (kind, lead) of each flag; the reference has no electrode-reversal check
         pairs = [f[:2] if isinstance(f, tuple) else (f.kind, f.lead) for f in record_flags]
         return [p for p in pairs if p[0] != "limb_lead_reversal"]
 
     names_ = list(methods)
     ref = [kinds(r) for r in flags[names_[0]]]
-    t_ref = min(times[names_[0]])
+    t_ref = times[names_[0]]
     print(f"\nsignal-quality flags of the same {len(batch)} ECGs, best of {rounds} interleaved rounds")
     print(f"{'method':58s} {'ms/ECG':>8s} {'ratio':>7s} {'same flags':>10s}")
     for name in names_:
-        t = min(times[name])
+        t = times[name]
         same = ref == [kinds(r) for r in flags[name]]
         print(f"{name:58s} {t / len(batch) * 1e3:8.3f} {t_ref / t:6.1f}x {str(same):>10s}")
 

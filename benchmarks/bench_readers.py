@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 import warnings
 
 import numpy as np
@@ -26,6 +25,7 @@ def main() -> None:
 
     from anyecg_hf.io import read_ecg
     from anyecg_hf.testing import shared_dir
+    from _speed_common import best_of_interleaved
 
     warnings.simplefilter("ignore")
     headers = sorted((shared_dir() / "data" / "cinc2021").glob("*.hea"))
@@ -36,21 +36,15 @@ def main() -> None:
     }
     for fn in methods.values():
         fn()  # imports, file cache
-    times = {name: [] for name in methods}
-    out = {}
-    for _ in range(args.rounds):
-        for name, fn in methods.items():
-            t0 = time.perf_counter()
-            out[name] = fn()
-            times[name].append(time.perf_counter() - t0)
+    times, out = best_of_interleaved(methods, args.rounds)
     names = list(methods)
     same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(out[names[0]], out[names[1]]))
     print(f"{len(headers)} CinC 2021 records (12 x 5000, format 16), load average {os.getloadavg()[0]:.1f}, "
           f"best of {args.rounds} interleaved rounds; same signals: {same}")
-    t_ref = min(times[names[0]])
+    t_ref = times[names[0]]
     print(f"{'method':52s} {'us/record':>10s} {'ratio':>7s}")
     for name in names:
-        t = min(times[name])
+        t = times[name]
         print(f"{name:52s} {t / len(headers) * 1e6:10.0f} {t_ref / t:6.1f}x")
 
 
