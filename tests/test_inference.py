@@ -110,6 +110,24 @@ def test_preprocessing_threads_are_the_process_share_of_the_cores(monkeypatch):
     assert os.environ["ANYECG_NUM_THREADS"] == "1"
 
 
+def test_reader_notes_the_process_that_gates_it(monkeypatch):
+    """`_worker_init` records the reader's parent (the job's process), which a gated reader watches."""
+    import types
+
+    import torch.utils.data
+
+    from anyecg_hf import AnyECGFeatureExtractor
+    from anyecg_hf.inference import ECGFileDataset
+    from anyecg_hf.inference.runner import _worker_init
+
+    ds = ECGFileDataset(["a.hea"], AnyECGFeatureExtractor())
+    assert ds.parent_pid is None
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: types.SimpleNamespace(dataset=ds))
+    monkeypatch.setenv("ANYECG_NUM_THREADS", "2")
+    _worker_init(0)
+    assert ds.parent_pid == os.getppid()
+
+
 def _rows(out):
     df = pd.read_parquet(out)
     return df.set_index("path").sort_index()
@@ -259,7 +277,7 @@ def test_gated_readers_give_the_same_rows(tiny_model, archive, reference, tmp_pa
 
 def test_a_closed_gate_pauses_the_readers_between_groups(shared):
     """`ECGFileDataset(gate=...)` reads nothing while the gate is clear, resumes when it is set, and gives the
-    items of an ungated read."""
+    items of an ungated read; a reader whose job has exited stops waiting (an error within seconds)."""
     import threading
 
     from anyecg_hf import AnyECGFeatureExtractor
@@ -281,6 +299,12 @@ def test_a_closed_gate_pauses_the_readers_between_groups(shared):
     worker.join(30)
     assert not worker.is_alive() and reads == files
     plain = ECGFileDataset(files, fe).__getitems__(list(range(10)))
+    gate.clear()
+    gated.parent_pid = os.getppid() + 1  # as if the job that started this reader had exited
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="exited"):
+        gated.__getitems__([0])
+    assert time.perf_counter() - t0 < 5
     for a, b in zip(result["items"], plain):
         assert (a.index, a.record_id, a.meta["warnings"]) == (b.index, b.record_id, b.meta["warnings"])
         np.testing.assert_array_equal(a.inputs["input_values"], b.inputs["input_values"])

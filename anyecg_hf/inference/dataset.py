@@ -115,6 +115,7 @@ class ECGFileDataset(Dataset):
         self.read_kwargs = dict(read_kwargs or {})
         self.quality = quality
         self.gate = gate
+        self.parent_pid = None  # set in each reader process (`runner._worker_init`): who clears and sets the gate
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -135,8 +136,12 @@ class ECGFileDataset(Dataset):
         return items
 
     def _wait_for_gate(self) -> None:
-        if self.gate is not None:
-            self.gate.wait()
+        if self.gate is None:
+            return
+        # a reader whose job was killed while the gate was closed must not wait forever: look every second
+        while not self.gate.wait(1.0):
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                raise RuntimeError("the job's process exited while this reader waited for it")
 
     def _read_and_preprocess(self, positions) -> list:
         items, records = [], []

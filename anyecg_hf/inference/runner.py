@@ -479,8 +479,13 @@ def readers_share_cores(device, local_world_size: int, workers: int, threads: in
 
 
 def _worker_init(_worker_id: int) -> None:
+    from torch.utils.data import get_worker_info
+
     # Parallelism comes from the worker processes: one preprocessing thread each (torch already sets 1 in workers).
     os.environ["ANYECG_NUM_THREADS"] = "1"
+    info = get_worker_info()
+    if info is not None and hasattr(info.dataset, "parent_pid"):
+        info.dataset.parent_pid = os.getppid()  # alive now: it just started this reader
 
 
 def _preprocessing_threads(local_world_size: int) -> None:
