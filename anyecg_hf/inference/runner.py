@@ -452,7 +452,7 @@ def default_workers(device, local_world_size: int = 1) -> int:
     if getattr(device, "type", str(device)) == "cuda":
         return max(2, per_process - 1)
     if per_process <= 2:
-        return per_process - 1 if per_process == 1 else per_process
+        return 0 if per_process == 1 else 2
     return max(1, per_process // 4)
 
 
@@ -471,8 +471,8 @@ def default_threads(device, local_world_size: int = 1, workers: int = 0) -> int:
 
 def readers_share_cores(device, local_world_size: int, workers: int, threads: int) -> bool:
     """Whether the reader workers and the model's threads together exceed this process's cores (CPU only). The job
-    then gates the readers: they read and preprocess while the model waits for a batch and pause (within ~8
-    records) while it runs, so the cores alternate between the two instead of being contended."""
+    then gates the readers: they read and preprocess while the model waits for a batch and pause (within one stage
+    of 4 records, ~3 ms) while it runs, so the cores alternate between the two instead of being contended."""
     if not workers or getattr(device, "type", str(device)) != "cpu":
         return False
     return workers + threads > _cores_per_process(local_world_size)
@@ -535,9 +535,8 @@ def _autocast_factory(dtype: str, device):
 def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: RowBuilder, meta: dict,
            indices: np.ndarray, paths, workers: int) -> dict:
     """Run this rank's slice: read + preprocess in workers, forward, aggregate, write chunks. Returns counts."""
-    from torch.utils.data import DataLoader
-
     import torch
+    from torch.utils.data import DataLoader
 
     device = ctx.device
     mp_context = worker_context() if workers else None
