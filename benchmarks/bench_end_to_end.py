@@ -8,7 +8,8 @@ Measured in ONE run, on the full-size ECGFounder network (seeded weights of the 
 * `anyecg profile` on N WFDB files (symlinks to the 50 CinC records in a temp folder), written as Parquet, with 1
   process and with 2 processes (`accelerate launch --multi_gpu --num_processes 2`, gloo on CPU), with and without the
   signal-quality flags: ECGs/s of the streaming phase (from the job's `_SUCCESS`), its ratio to the baseline, the
-  fraction of time the model was busy, and the peak RSS of every process of the job (sampled every 0.2 s);
+  fraction of time the model was busy, and the peak RSS of every process of the job (sampled every 0.2 s; the
+  job's total PSS every 2 s);
 * memory flatness: peak and median RSS of the main process for N and for 5 N files (1 process).
 
 "RSS worker" is the largest reader process (its RSS includes pages shared with the main process it was forked
