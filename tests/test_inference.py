@@ -184,6 +184,19 @@ def test_plan_slices_are_the_round_robin_shards(tmp_path):
     assert sorted(seen) == list(index)
 
 
+def test_ramp_up_batches_cover_every_position_once_in_order():
+    """Small first batches per reader (a quarter, then half the batch size), then full ones; `len` agrees."""
+    from anyecg_hf.inference.dataset import RampUpBatches
+
+    assert [len(b) for b in RampUpBatches(1000, 64, 2)][:7] == [16, 16, 32, 32, 64, 64, 64]
+    assert [len(b) for b in RampUpBatches(200, 64, 0)] == [64, 64, 64, 8]  # no readers: no ramp
+    for n, size, readers in [(1000, 64, 2), (10, 64, 2), (0, 64, 2), (5, 1, 3), (100, 3, 2), (97, 8, 4)]:
+        batches = list(RampUpBatches(n, size, readers))
+        assert [i for b in batches for i in b] == list(range(n)), (n, size, readers)
+        assert len(RampUpBatches(n, size, readers)) == len(batches), (n, size, readers)
+        assert all(0 < len(b) <= size for b in batches)
+
+
 def test_string_table_round_trip():
     strings = ["/a/b.hea", "", "/ü/ñ/ecg 1.xml", "x" * 1000]
     t = StringTable(strings)

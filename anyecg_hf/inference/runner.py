@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from ..processing import filters
 from . import store
-from .dataset import ECGFileDataset, StringTable, collate_items
+from .dataset import ECGFileDataset, RampUpBatches, StringTable, collate_items
 from .discovery import discover_inputs
 from .distributed import DistContext, init_distributed
 
@@ -551,8 +551,7 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
     del paths
     loader = DataLoader(
         dataset,
-        batch_size=settings.batch_size,
-        shuffle=False,
+        batch_sampler=RampUpBatches(len(dataset), settings.batch_size, workers),
         num_workers=workers,
         collate_fn=collate_items,
         pin_memory=getattr(device, "type", "cpu") == "cuda",
