@@ -6,6 +6,7 @@ The PhysioNet/CinC Challenge headers carry the labels as comment lines (`# Age: 
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import datetime
 from pathlib import Path
@@ -128,27 +129,29 @@ def read_wfdb(path, *, units=None, lead_names=None, max_bytes=DEFAULT_MAX_BYTES,
     return ECGRecord(signal=signal, sampling_rate=float(fs), lead_names=names, metadata=meta, source=str(hea))
 
 
-_SIGNAL_SPECS: dict | None = None
-_RECORD_SPECS: dict | None = None
+@functools.lru_cache(maxsize=None)
+def _field_table(name: str) -> dict:
+    """wfdb's field table `wfdb.io._header.<name>` (`RECORD_SPECS`, `SIGNAL_SPECS`) read once into a dict
+    `{field: (read default, allowed types)}`: wfdb looks its pandas table up for every field it parses."""
+    from wfdb.io import _header
+
+    table = getattr(_header, name)
+    return {f: (table.loc[f, "read_default"], table.loc[f, "allowed_types"]) for f in table.index}
 
 
 def _record_fields(line: str) -> dict:
-    """`wfdb.io._header._parse_record_line` with the field table read once into a dict (wfdb looks its pandas
-    table up for every field: ~40 us a header)."""
+    """`wfdb.io._header._parse_record_line` with dict lookups (`_field_table`; pandas lookups were ~40 us a
+    header)."""
     import datetime
 
     from wfdb.io import _header
 
-    global _RECORD_SPECS
-    if _RECORD_SPECS is None:
-        table = _header.RECORD_SPECS
-        _RECORD_SPECS = {f: (table.loc[f, "read_default"], table.loc[f, "allowed_types"]) for f in table.index}
     match = _header.rx_record.match(line)
     if match is None:
         raise _header.HeaderSyntaxError("invalid syntax in record line")
     fields = dict(zip(("record_name", "n_seg", "n_sig", "fs", "counter_freq", "base_counter", "sig_len", "base_time",
                        "base_date"), match.groups()))
-    for f, (default, types) in _RECORD_SPECS.items():
+    for f, (default, types) in _field_table("RECORD_SPECS").items():
         v = fields[f]
         if v == "":
             fields[f] = default
@@ -175,14 +178,11 @@ def _fast_rdheader(hea: Path):
     Same grammar (`wfdb.io.header.rx_signal`, `_parse_record_line`) and field table as wfdb, but the table is read
     once into a dict: wfdb looks a pandas table up for every field of every channel, which made parsing ~60 % of the
     time to read a 10 s 12-lead record. Tested equal to `wfdb.rdheader` on every CinC header."""
-    global _SIGNAL_SPECS
     import wfdb
     from wfdb.io import _header
     from wfdb.io import header as wfdb_header
 
-    if _SIGNAL_SPECS is None:
-        table = _header.SIGNAL_SPECS
-        _SIGNAL_SPECS = {f: (table.loc[f, "read_default"], table.loc[f, "allowed_types"]) for f in table.index}
+    specs = _field_table("SIGNAL_SPECS")
     try:
         lines, comments = wfdb_header.parse_header_content(hea.read_text(encoding="ascii", errors="ignore"))
         fields = _record_fields(lines[0])
@@ -191,13 +191,13 @@ def _fast_rdheader(hea: Path):
     n_sig = fields.get("n_sig") or 0
     if fields.get("n_seg") is not None or not n_sig or fields.get("sig_len") is None or len(lines) != n_sig + 1:
         return None
-    signals = {f: [None] * n_sig for f in _SIGNAL_SPECS}
+    signals = {f: [None] * n_sig for f in specs}
     for ch, line in enumerate(lines[1:]):  # `_header._parse_signal_lines`, with dict lookups
         match = wfdb_header.rx_signal.match(line)
         if match is None:
             return None
         raw = match.groupdict()
-        for f, (default, types) in _SIGNAL_SPECS.items():
+        for f, (default, types) in specs.items():
             v = raw[f]
             if v == "":
                 v = int(raw["adc_zero"]) if f == "baseline" and raw["adc_zero"] != "" else default
