@@ -104,3 +104,19 @@ def test_backbone_fixed_length_export(tmp_path):
     torch.testing.assert_close(out.last_hidden_state, expected.last_hidden_state, atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="exported for 1000 samples"):
         runner.run(np.zeros((1, 12, 999), np.float32))
+
+
+def test_released_depth_exports_with_dynamic_batch_and_length(tmp_path):
+    """The released depth (stem + 7 downsampling stages, narrow here) exports with dynamic batch and length, and
+    runs batches above the eager cache-block size (16) and odd lengths like PyTorch. The shortcut's eager-only
+    even-length branch tested the length before the export mode, so export guarded on it (lengths 256 k - 120 only)
+    and failed for the full-size ECGFounder network."""
+    torch.manual_seed(5)
+    config = tiny_config(filter_list=[8, 8, 8, 8, 8, 16, 16], m_blocks_list=[1] * 7)
+    model = AnyECGForDiagnosis(config).eval()
+    runner = OnnxECGModel(export_onnx(model, tmp_path / "deep.onnx"), num_threads=1)
+    for shape in [(20, 12, 5000), (3, 12, 2501)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            expected = model(input_values=x).logits
+        torch.testing.assert_close(torch.from_numpy(runner.run(x)["logits"]), expected, atol=1e-4, rtol=0)

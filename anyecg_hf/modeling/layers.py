@@ -177,9 +177,9 @@ class Shortcut(nn.Module):
         x = x.unsqueeze(2)  # 4-D so that padding keeps the memory layout
         if torch.is_grad_enabled():  # max-pool's gradient goes to one element of a tie, as released
             x = F.max_pool2d(F.pad(x, (0, 1)), kernel_size=(1, 2), stride=(1, 2))
-        elif x.shape[-1] % 2 == 0 and not (_is_exporting() or torch.jit.is_tracing()):
+        elif not (_is_exporting() or torch.jit.is_tracing()) and x.shape[-1] % 2 == 0:
             # max of pairs (0,1), (2,3), ...: the padded zero is never used, so no copy (eager only: an exported
-            # graph must serve odd lengths too)
+            # graph must serve odd lengths too, and testing the length first would make export guard on it)
             x = torch.maximum(x[..., 0::2], x[..., 1::2])
         else:  # odd length: the last sample pairs with the padded zero
             x = F.pad(x, (0, 1))
@@ -341,7 +341,8 @@ def run_backbone(
         `(last stage output, hidden states or None)`.
     """
     blocked = 0
-    if 0 < cache_block_size < x.shape[0] and not _is_compiling() and not torch.jit.is_tracing():
+    # the mode test first: under torch.export a test of the symbolic batch size would become a guard on it
+    if not (_is_compiling() or _is_exporting() or torch.jit.is_tracing()) and 0 < cache_block_size < x.shape[0]:
         while blocked < len(stages) and not stages[blocked].channel_major:
             blocked += 1
     if blocked:
