@@ -1,5 +1,5 @@
 """Helpers for tests, benchmarks and examples: tiny configs and the seeded ECGFounder weights of the parity
-fixture (`../shared/fixtures/ecgfounder_parity/README.md`), so that no test needs network or real weights."""
+fixture (`tests/assets/fixtures/ecgfounder_parity/README.md`), so that no test needs network or real weights."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ import torch
 from .modeling import AnyECGConfig, LabelSpace
 
 
-def shared_dir() -> Path:
-    """The read-only `shared/` folder beside the project root (override with `ANYECG_SHARED_DIR`)."""
-    env = os.environ.get("ANYECG_SHARED_DIR")
+def assets_dir() -> Path:
+    """The test assets of a clone (`tests/assets`: real CinC/format files and the parity fixture, with their
+    licence notes); override with `ANYECG_ASSETS_DIR`. Nothing here reads outside the repository."""
+    env = os.environ.get("ANYECG_ASSETS_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared"
+    return Path(__file__).resolve().parent.parent / "tests" / "assets"
 
 
 def parity_dir() -> Path:
-    return shared_dir() / "fixtures" / "ecgfounder_parity"
+    return assets_dir() / "fixtures" / "ecgfounder_parity"
 
 
 def tiny_config(**overrides) -> AnyECGConfig:

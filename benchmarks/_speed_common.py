@@ -24,7 +24,7 @@ from baseline_net1d import BaselineNet1D  # noqa: E402
 
 
 def seeded_model(num_leads: int = 12):
-    """`AnyECGForDiagnosis` with the parity fixture's seeded ECGFounder weights (random init without `shared/`)."""
+    """`AnyECGForDiagnosis` with the parity fixture's seeded ECGFounder weights (random init without `assets/`)."""
     from anyecg_hf import AnyECGConfig, AnyECGForDiagnosis
     from anyecg_hf.testing import parity_dir, write_seeded_ecgfounder_checkpoint
 
@@ -33,7 +33,7 @@ def seeded_model(num_leads: int = 12):
             path = write_seeded_ecgfounder_checkpoint(Path(tmp) / "ecgfounder.pth", "12lead" if num_leads == 12 else "1lead")
             return AnyECGForDiagnosis.from_ecgfounder(path).eval(), "seeded fixture weights"
     torch.manual_seed(0)
-    return AnyECGForDiagnosis(AnyECGConfig()).eval(), "random init (shared/ not found)"
+    return AnyECGForDiagnosis(AnyECGConfig()).eval(), "random init (assets/ not found)"
 
 
 def baseline_for(model) -> BaselineNet1D:

@@ -1,7 +1,7 @@
 """A straightforward eager implementation of the released ECGFounder network (`Net1D`), kept as the baseline of
 the speed benchmarks.
 
-Written from `../shared/fixtures/ecgfounder_parity/README.md` in the style of the released `net1d.py`: every conv
+Written from `../assets/fixtures/ecgfounder_parity/README.md` in the style of the released `net1d.py`: every conv
 (1x1 ones included) recomputes its TensorFlow "same" padding in Python on each call and pads with `F.pad`,
 Swish is `x * sigmoid(x)`, the squeeze-excitation gate is applied with `einsum`, the shortcut pads and max-pools
 per call and adds zero channels by transposing. It loads the same weights as `AnyECGModel` (our key names) via

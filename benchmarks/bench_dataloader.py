@@ -1,6 +1,6 @@
 """Does data loading keep up with the model? Batches/s of the DataLoader alone vs. the training step.
 
-Builds the 50 CinC records (`../shared/data/cinc2021`) into a dataset, preprocesses it with the model's feature
+Builds the 50 CinC records (`../assets/data/cinc2021`) into a dataset, preprocesses it with the model's feature
 extractor (`prepare_dataset`, once, cached), then times, in the same run:
 
 * the loader alone: `DataLoader(prepared dataset, ECGDataCollator)` with 0 and 2 workers, with and without
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from anyecg_hf.data import ECGAugmentation, ECGDataCollator, EpochShuffleSampler, build_cinc, prepare_dataset
 from anyecg_hf.modeling import AnyECGConfig, AnyECGForDiagnosis
 from anyecg_hf.processing import AnyECGFeatureExtractor
-from anyecg_hf.testing import shared_dir, tiny_config
+from anyecg_hf.testing import assets_dir, tiny_config
 
 
 def loader_rate(ds, collator, batch_size: int, workers: int, min_batches: int = 60) -> float:
@@ -71,7 +71,7 @@ def main():
     warnings.simplefilter("ignore")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
-        raw = build_cinc(shared_dir() / "data" / "cinc2021", cache_dir=Path(tmp) / "cache")
+        raw = build_cinc(assets_dir() / "data" / "cinc2021", cache_dir=Path(tmp) / "cache")
         full = AnyECGConfig(label_space=None)  # ECGFounder 12-lead: 5,000 samples at 500 Hz, 150 labels
         fe = AnyECGFeatureExtractor.from_model_config(full, windowing="sliding", window_stride=2500)
         start = time.perf_counter()

@@ -62,9 +62,9 @@ def make_tiny_model(folder: Path) -> Path:
 
 def make_archive(folder: Path, n: int) -> Path:
     """`n` WFDB records: symlinks to the 50 CinC records, 50 per sub-folder."""
-    from anyecg_hf.testing import shared_dir
+    from anyecg_hf.testing import assets_dir
 
-    src = sorted((shared_dir() / "data" / "cinc2021").glob("*.hea"))
+    src = sorted((assets_dir() / "data" / "cinc2021").glob("*.hea"))
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         hea = src[i % len(src)]
@@ -284,7 +284,7 @@ def main():
               f"(every core busy, no overhead) = {ceiling / (cores * st['model']):.0%} of {cores} cores running the "
               "model alone")
 
-    # Each layout's backbone-only baseline is measured right before its end-to-end runs: the load of a shared
+    # Each layout's backbone-only baseline is measured right before its end-to-end runs: the load of a assets
     # machine drifts, and the ratio should compare like with like.
     print(f"\nanyecg profile on {args.n} WFDB files -> Parquet; backbone only = the model alone on ready tensors "
           f"(batch {args.batch_size}, float32), same number of processes, best thread setting, measured just before")

@@ -29,9 +29,9 @@ def main() -> None:
     from anyecg_hf import AnyECGForDiagnosis
     from anyecg_hf.io import read_ecg
     from anyecg_hf.processing import AnyECGFeatureExtractor
-    from anyecg_hf.testing import shared_dir, write_seeded_ecgfounder_checkpoint
+    from anyecg_hf.testing import assets_dir, write_seeded_ecgfounder_checkpoint
 
-    paths = sorted(str(p) for p in (shared_dir() / "data" / "cinc2021").glob("*.hea"))
+    paths = sorted(str(p) for p in (assets_dir() / "data" / "cinc2021").glob("*.hea"))
     paths = (paths * (args.records // len(paths) + 1))[: args.records]
     with tempfile.TemporaryDirectory() as tmp:
         pth = write_seeded_ecgfounder_checkpoint(Path(tmp) / "12_lead_ECGFounder.pth")

@@ -1,6 +1,6 @@
 """Preprocessing throughput: `AnyECGFeatureExtractor` (exact mode, the only one) vs a plain per-record, per-lead scipy
 implementation of the same ECGFounder recipe (`anyecg_hf.processing.filters.reference_preprocess`: filtfilt (b, a)
-+ medfilt per lead), measured in the same run on the same records (the 48 CinC 2021 records of `shared/data` that
++ medfilt per lead), measured in the same run on the same records (the 48 CinC 2021 records of `assets/data` that
 have no zeroed lead, repeated to `--batch`).
 
     python benchmarks/bench_preprocessing.py [--batch 64] [--rounds 5]
@@ -40,9 +40,9 @@ def main() -> None:
 
     from anyecg_hf import AnyECGFeatureExtractor
     from anyecg_hf.processing import filters
-    from anyecg_hf.testing import shared_dir
+    from anyecg_hf.testing import assets_dir
 
-    folder = shared_dir() / "data" / "cinc2021"
+    folder = assets_dir() / "data" / "cinc2021"
     records = sorted(p.stem for p in folder.glob("*.hea"))
     signals = [wfdb.rdsamp(str(folder / r))[0].T for r in records]
     # drop the two records with a zeroed lead: the extractor masks it (by design) while the reference does not

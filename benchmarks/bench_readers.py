@@ -1,5 +1,5 @@
 """Reading WFDB records: `anyecg_hf.io.read_ecg` vs `wfdb.rdrecord` (the baseline: what a plain loop over an archive
-does), measured in the same run on the 50 CinC 2021 records of `shared/data`.
+does), measured in the same run on the 50 CinC 2021 records of `assets/data`.
 
     python benchmarks/bench_readers.py [--rounds 5]
 
@@ -24,11 +24,11 @@ def main() -> None:
     import wfdb
 
     from anyecg_hf.io import read_ecg
-    from anyecg_hf.testing import shared_dir
+    from anyecg_hf.testing import assets_dir
     from _speed_common import best_of_interleaved
 
     warnings.simplefilter("ignore")
-    headers = sorted((shared_dir() / "data" / "cinc2021").glob("*.hea"))
+    headers = sorted((assets_dir() / "data" / "cinc2021").glob("*.hea"))
     methods = {
         "baseline: wfdb.rdrecord(physical, float32)":
             lambda: [wfdb.rdrecord(str(h.with_suffix("")), return_res=32).p_signal.T for h in headers],

@@ -7,16 +7,16 @@ import torch
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from anyecg_hf.testing import parity_dir, shared_dir, tiny_config, write_seeded_ecgfounder_checkpoint  # noqa: E402
+from anyecg_hf.testing import parity_dir, assets_dir, tiny_config, write_seeded_ecgfounder_checkpoint  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")
-def shared():
-    path = shared_dir()
+def assets():
+    path = assets_dir()
     if not path.exists():
-        pytest.fail(f"shared data folder {path} is missing (set ANYECG_SHARED_DIR)")
+        pytest.fail(f"test assets folder {path} is missing (set ANYECG_ASSETS_DIR)")
     return path
 
 

@@ -181,8 +181,8 @@ def test_label_space_csv_json_round_trip_1172_rows(tmp_path):
         assert back[4].threshold == space[4].threshold and back[5].threshold is None and back[2].category is None
 
 
-def test_label_space_builtin_ecgfounder(shared):
-    names = (shared / "data" / "ecgfounder_labels.txt").read_text().splitlines()
+def test_label_space_builtin_ecgfounder(assets):
+    names = (assets / "data" / "ecgfounder_labels.txt").read_text().splitlines()
     space = LabelSpace.ecgfounder()
     assert space.names == names and len(space) == 150 and space.index("NORMAL ECG") == 2
 

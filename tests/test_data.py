@@ -48,8 +48,8 @@ def _dx_table(folder: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def cinc_dir(shared):
-    return shared / CINC
+def cinc_dir(assets):
+    return assets / CINC
 
 
 @pytest.fixture(scope="module")

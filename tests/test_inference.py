@@ -51,10 +51,10 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def archive(shared, tmp_path_factory):
+def archive(assets, tmp_path_factory):
     """COPIES folders of symlinks to the 50 CinC records, plus three inputs that cannot be read."""
     root = tmp_path_factory.mktemp("archive")
-    src = shared / "data" / "cinc2021"
+    src = assets / "data" / "cinc2021"
     for c in range(COPIES):
         d = root / f"c{c}"
         d.mkdir()
@@ -134,8 +134,8 @@ def _rows(out):
 
 
 # --------------------------------------------------------------------------------------------- units
-def test_discovery_dedupes_wfdb_and_reads_manifests(tmp_path, shared):
-    src = shared / "data" / "cinc2021"
+def test_discovery_dedupes_wfdb_and_reads_manifests(tmp_path, assets):
+    src = assets / "data" / "cinc2021"
     d = tmp_path / "d"
     (d / "sub").mkdir(parents=True)
     (d / ".hidden").mkdir()
@@ -288,7 +288,7 @@ def test_gated_readers_give_the_same_rows(tiny_model, archive, reference, tmp_pa
     assert sorted(store.read_errors(str(out)).to_pandas().path) == sorted(str(archive / c) for c in CORRUPT)
 
 
-def test_a_closed_gate_pauses_the_readers_between_groups(shared):
+def test_a_closed_gate_pauses_the_readers_between_groups(assets):
     """`ECGFileDataset(gate=...)` reads nothing while the gate is clear, resumes when it is set, and gives the
     items of an ungated read; a reader whose job has exited stops waiting (an error within seconds)."""
     import threading
@@ -296,7 +296,7 @@ def test_a_closed_gate_pauses_the_readers_between_groups(shared):
     from anyecg_hf import AnyECGFeatureExtractor
     from anyecg_hf.inference import ECGFileDataset
 
-    files = sorted(str(p) for p in (shared / "data" / "cinc2021").glob("*.hea"))[:10]
+    files = sorted(str(p) for p in (assets / "data" / "cinc2021").glob("*.hea"))[:10]
     fe = AnyECGFeatureExtractor()
     gate = threading.Event()
     gated = ECGFileDataset(files, fe, gate=gate)
@@ -360,7 +360,7 @@ def test_sigkill_then_resume_gives_exactly_one_row_per_input(tiny_model, archive
 
 # Runs after the end-to-end tests on purpose: it preprocesses in this process (numba threads started), after which
 # readers start through a forkserver instead of fork (`worker_context`), which is slower to start.
-def test_long_records_are_windowed_and_averaged(tiny_model, shared, tmp_path):
+def test_long_records_are_windowed_and_averaged(tiny_model, assets, tmp_path):
     """A 25 s record: sliding windows over the whole record (the pipelines' default, although the saved extractor
     says "first"), aggregated into one row by the mean (or max) of the per-window probabilities."""
     from anyecg_hf import AnyECGFeatureExtractor, AnyECGForDiagnosis, read_ecg
@@ -370,7 +370,7 @@ def test_long_records_are_windowed_and_averaged(tiny_model, shared, tmp_path):
     fe = AnyECGFeatureExtractor.from_pretrained(model_dir)
     assert fe.windowing == "first"
     fe.windowing = "sliding"
-    recs = [read_ecg(shared / "data" / "cinc2021" / f"{n}.hea") for n in ("E07500", "E07501", "E07502")]
+    recs = [read_ecg(assets / "data" / "cinc2021" / f"{n}.hea") for n in ("E07500", "E07501", "E07502")]
     long = ECGRecord(signal=np.concatenate([r.signal for r in recs], axis=1)[:, :12500],
                      sampling_rate=500.0, lead_names=recs[0].lead_names)
     (tmp_path / "in").mkdir()

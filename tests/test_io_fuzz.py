@@ -79,9 +79,9 @@ def _clean(rec) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def seeds(shared, tmp_path_factory):
+def seeds(assets, tmp_path_factory):
     root = tmp_path_factory.mktemp("seeds")
-    src = shared / "data"
+    src = assets / "data"
     cinc = read_ecg(src / "cinc2021" / "E07503.hea")
     cinc.metadata.update(acquisition_time="2020-01-01T10:00:00", diagnosis_statements=["Sinus rhythm"])
     short = ECGRecord(cinc.signal[:, :1000], 500, cinc.lead_names, metadata=dict(cinc.metadata))

@@ -21,8 +21,8 @@ from anyecg_hf.io import (
 
 
 @pytest.fixture(scope="module")
-def cinc(shared):
-    rec = read_ecg(shared / "data" / "cinc2021" / "HR06003.hea")
+def cinc(assets):
+    rec = read_ecg(assets / "data" / "cinc2021" / "HR06003.hea")
     rec.metadata.update(acquisition_time="2021-03-04T05:06:07", diagnosis_statements=["Sinus rhythm", "T abnormal"],
                         patient_id="P123")
     return rec
@@ -183,8 +183,8 @@ def test_scp_crc_is_checked(cinc, tmp_path):
     assert any("CRC" in w for w in rec.metadata["reader_warnings"])
 
 
-def test_read_ecg_dir_reports_bad_files(shared, tmp_path):
-    src = shared / "data"
+def test_read_ecg_dir_reports_bad_files(assets, tmp_path):
+    src = assets / "data"
     for name in ("E07500", "HR06001"):
         for ext in (".hea", ".mat"):
             shutil.copy(src / "cinc2021" / f"{name}{ext}", tmp_path / f"{name}{ext}")

@@ -49,8 +49,8 @@ def tiny_pipe(tiny_dir):
     return pipeline("ecg-profiling", model=tiny_dir, device="cpu")
 
 
-def _paths(shared, names=CINC):
-    return [str(shared / "data" / "cinc2021" / f"{n}.hea") for n in names]
+def _paths(assets, names=CINC):
+    return [str(assets / "data" / "cinc2021" / f"{n}.hea") for n in names]
 
 
 def _manual_probs(pipe, record, windowing="sliding", how="mean"):
@@ -72,8 +72,8 @@ def test_tasks_registered_and_feature_extraction_untouched():
     assert tasks["ecg-profiling"]["impl"].__name__ == "ECGProfilingPipeline"
 
 
-def test_profile_scores_equal_manual_forward_with_label_space(tiny_pipe, shared):
-    path = _paths(shared)[0]
+def test_profile_scores_equal_manual_forward_with_label_space(tiny_pipe, assets):
+    path = _paths(assets)[0]
     out = tiny_pipe(path)
     assert out["record"] == "HR06000" and out["risks"] == [] and out["warnings"] == []
     expected = _manual_probs(tiny_pipe, read_ecg(path))
@@ -95,8 +95,8 @@ def test_profile_scores_equal_manual_forward_with_label_space(tiny_pipe, shared)
     assert [d["id"] for d in pos] == [d["id"] for d in over if d["positive"]]
 
 
-def test_batched_list_equals_single_calls(tiny_pipe, shared):
-    paths = _paths(shared)
+def test_batched_list_equals_single_calls(tiny_pipe, assets):
+    paths = _paths(assets)
     singles = [tiny_pipe(p) for p in paths]
     batched = tiny_pipe(paths, batch_size=3)
     streamed = list(tiny_pipe((p for p in paths), batch_size=2))  # generator in, iterator out
@@ -109,8 +109,8 @@ def test_batched_list_equals_single_calls(tiny_pipe, shared):
     assert [b["record"] for b in batched] == CINC
 
 
-def test_inputs_array_record_dict_agree(tiny_pipe, shared):
-    rec = read_ecg(_paths(shared)[1])
+def test_inputs_array_record_dict_agree(tiny_pipe, assets):
+    rec = read_ecg(_paths(assets)[1])
     by_path = tiny_pipe(rec.source)
     by_record = tiny_pipe(rec)
     by_array = tiny_pipe(rec.signal, sampling_rate=rec.sampling_rate, lead_names=rec.lead_names)
@@ -144,8 +144,8 @@ def test_long_record_sliding_windows_mean_and_max(tiny_pipe):
     assert {d["id"]: d["score"] for d in first["diagnoses"]} == pytest.approx(dict(zip(SPACE.ids, p[0].tolist())), abs=1e-6)
 
 
-def test_every_shared_format_runs(tiny_pipe, shared):
-    files = [shared / "data" / "cinc2021" / "E07501.hea", *sorted((shared / "data" / "formats").iterdir())]
+def test_every_shared_format_runs(tiny_pipe, assets):
+    files = [assets / "data" / "cinc2021" / "E07501.hea", *sorted((assets / "data" / "formats").iterdir())]
     assert len(files) == 5
     results = tiny_pipe([str(f) for f in files], batch_size=4)
     for f, r in zip(files, results):
@@ -155,10 +155,10 @@ def test_every_shared_format_runs(tiny_pipe, shared):
         assert [{d["id"]: d["score"] for d in r["diagnoses"]}[c.id] for c in SPACE] == pytest.approx(manual.tolist(), abs=1e-6)
 
 
-def test_on_error_return_reports_and_continues(tiny_pipe, shared, tmp_path):
+def test_on_error_return_reports_and_continues(tiny_pipe, assets, tmp_path):
     bad = tmp_path / "broken.xml"
     bad.write_text("<RestingECG><Waveform>not base64!</Waveform></RestingECG>")
-    good = _paths(shared)[0]
+    good = _paths(assets)[0]
     with pytest.raises(ValueError, match="broken.xml"):
         tiny_pipe([str(bad), good])
     ref = tiny_pipe(good)["diagnoses"][0]["score"]
@@ -172,17 +172,17 @@ def test_on_error_return_reports_and_continues(tiny_pipe, shared, tmp_path):
     assert emb[0]["embedding"].shape == (32,) and emb[1]["embedding"] is None and "broken.xml" in emb[1]["error"]
 
 
-def test_quality_warnings_in_results(tiny_pipe, shared):
-    rec = read_ecg(_paths(shared)[0])
+def test_quality_warnings_in_results(tiny_pipe, assets):
+    rec = read_ecg(_paths(assets)[0])
     sig = rec.signal.copy()
     sig[rec.lead_names.index("V2")] = 0.0
     out = tiny_pipe({"signal": sig, "sampling_rate": rec.sampling_rate, "lead_names": rec.lead_names})
     assert any("V2" in w and "flat" in w for w in out["warnings"]), out["warnings"]
-    assert tiny_pipe(_paths(shared)[0], quality=False)["warnings"] == []
+    assert tiny_pipe(_paths(assets)[0], quality=False)["warnings"] == []
 
 
-def test_classification_and_embedding(tiny_dir, tiny_pipe, shared):
-    path = _paths(shared)[2]
+def test_classification_and_embedding(tiny_dir, tiny_pipe, assets):
+    path = _paths(assets)[2]
     clf = pipeline("ecg-classification", model=tiny_dir, device="cpu")
     out = clf(path)
     prof = tiny_pipe(path)
@@ -196,7 +196,7 @@ def test_classification_and_embedding(tiny_dir, tiny_pipe, shared):
         ref = emb.model(**fe(read_ecg(path), return_tensors="pt")).pooler_output[0].numpy()
     assert e["record"] == "JS20000" and e["embedding"].dtype == np.float32 and e["embedding"].shape == (32,)
     np.testing.assert_allclose(e["embedding"], ref, atol=1e-6)
-    batched = emb(_paths(shared), batch_size=4, return_tensors=True)
+    batched = emb(_paths(assets), batch_size=4, return_tensors=True)
     assert torch.allclose(batched[2]["embedding"], torch.from_numpy(ref), atol=1e-6)
 
 
@@ -212,10 +212,10 @@ def profiling_dir(tmp_path_factory):
     return _save(model, tmp_path_factory.mktemp("hp"))
 
 
-def test_risk_head_gives_horizons_equal_to_forward(profiling_dir, shared):
+def test_risk_head_gives_horizons_equal_to_forward(profiling_dir, assets):
     pipe = pipeline("ecg-profiling", model=profiling_dir, device="cpu")
     assert type(pipe.model).__name__ == "AnyECGForHealthProfiling"  # head from config.architectures
-    path = _paths(shared)[0]
+    path = _paths(assets)[0]
     out = pipe(path)
     fe = AnyECGFeatureExtractor.from_model_config(pipe.model.config)
     with torch.no_grad():
@@ -245,13 +245,13 @@ def test_risk_head_gives_horizons_equal_to_forward(profiling_dir, shared):
     assert {"risk_1y", "risk_5y", "risk_10y"} <= set(rows[0]) and rows[3]["risk_10y"] == out["risks"][0]["horizons"][10]
 
 
-def test_risk_only_and_unfitted_cox(tmp_path, shared):
+def test_risk_only_and_unfitted_cox(tmp_path, assets):
     torch.manual_seed(2)
     cfg = tiny_config(label_space=SPACE, risk_label_space=RISK_SPACE, risk_head_type="cox")
     cfg.architectures = ["AnyECGForRiskPrediction"]
     folder = _save(AnyECGForRiskPrediction(cfg).eval(), tmp_path / "risk")
     pipe = pipeline("ecg-profiling", model=folder, device="cpu")
-    out = pipe(_paths(shared)[0])
+    out = pipe(_paths(assets)[0])
     assert out["diagnoses"] == [] and len(out["risks"]) == 2
     assert all(r["risk_score"] is not None and all(v is None for v in r["horizons"].values()) for r in out["risks"])
     assert any("no baseline hazard" in w for w in out["warnings"])
@@ -263,21 +263,21 @@ def test_risk_only_and_unfitted_cox(tmp_path, shared):
     AnyECGModel(tiny_config()).save_pretrained(base)
     with pytest.raises(ValueError, match="ecg-embedding"):
         pipeline("ecg-profiling", model=str(base), device="cpu")
-    assert pipeline("ecg-embedding", model=str(base), device="cpu")(_paths(shared)[0])["embedding"].shape == (32,)
+    assert pipeline("ecg-embedding", model=str(base), device="cpu")(_paths(assets)[0])["embedding"].shape == (32,)
     # the same Cox model once a baseline hazard is set: absolute risks equal the model's forward
     grid = np.linspace(0, 12, pipe.model.config.risk_baseline_grid_size)
     pipe.model.risk_head.set_baseline(grid, np.stack([0.01 * grid, 0.03 * grid ** 1.2]), [True, True])
-    out = pipe(_paths(shared)[0], horizons=[1, 10])
+    out = pipe(_paths(assets)[0], horizons=[1, 10])
     fe = AnyECGFeatureExtractor.from_model_config(pipe.model.config)
     with torch.no_grad():
-        ref = pipe.model(**fe(read_ecg(_paths(shared)[0]), return_tensors="pt"))
+        ref = pipe.model(**fe(read_ecg(_paths(assets)[0]), return_tensors="pt"))
     for r in out["risks"]:
         c = RISK_SPACE.index(r["id"])
         assert [r["horizons"][1], r["horizons"][10]] == pytest.approx(ref.cumulative_incidence[0, c, [0, 2]].tolist(), abs=1e-6)
     assert not any("no baseline hazard" in w for w in out["warnings"])
 
 
-def test_parity_fixture_model_reproduces_reference_from_raw_files(tmp_path, shared, parity, ecgfounder_pth_12):
+def test_parity_fixture_model_reproduces_reference_from_raw_files(tmp_path, assets, parity, ecgfounder_pth_12):
     """Seeded ECGFounder weights converted with `anyecg convert-ecgfounder`: the pipeline, fed the raw WFDB files,
     gives the reference implementation's outputs (reference preprocessing + reference network)."""
     from anyecg_hf.cli import main
@@ -286,7 +286,7 @@ def test_parity_fixture_model_reproduces_reference_from_raw_files(tmp_path, shar
     assert main(["convert-ecgfounder", str(ecgfounder_pth_12), str(out_dir)]) == 0
     pipe = pipeline("ecg-profiling", model=str(out_dir), device="cpu")
     names = ["HR06000", "JS20000", "E07500"]  # rows 0-2 of the fixture
-    results = pipe(_paths(shared, names), batch_size=3)
+    results = pipe(_paths(assets, names), batch_size=3)
     reference = 1 / (1 + np.exp(-np.load(parity / "logits_12lead.npy")[:3].astype(np.float64)))
     labels = pipe.model.config.label_space
     for i, r in enumerate(results):
@@ -296,7 +296,7 @@ def test_parity_fixture_model_reproduces_reference_from_raw_files(tmp_path, shar
     # and a manual extractor + model forward agrees to float precision
     fe = AnyECGFeatureExtractor.from_model_config(pipe.model.config)
     with torch.no_grad():
-        manual = torch.sigmoid(pipe.model(**fe([read_ecg(p) for p in _paths(shared, names)], return_tensors="pt")).logits).numpy()
+        manual = torch.sigmoid(pipe.model(**fe([read_ecg(p) for p in _paths(assets, names)], return_tensors="pt")).logits).numpy()
     got0 = {d["id"]: d["score"] for d in results[0]["diagnoses"]}
     assert np.abs(np.array([got0[c.id] for c in labels]) - manual[0]).max() <= 1e-6
 
@@ -339,11 +339,11 @@ def test_aggregate_windows_matches_loop():
         aggregate_windows(v, idx[:-1])
 
 
-def test_generator_input_is_streamed_lazily(tiny_pipe, shared):
+def test_generator_input_is_streamed_lazily(tiny_pipe, assets):
     consumed = []
 
     def paths():
-        for p in _paths(shared) * 3:  # 12 inputs
+        for p in _paths(assets) * 3:  # 12 inputs
             consumed.append(p)
             yield p
 
@@ -354,7 +354,7 @@ def test_generator_input_is_streamed_lazily(tiny_pipe, shared):
     assert len(list(results)) == 11 and len(consumed) == 12
 
 
-def test_resolve_local_checkpoint_and_extractor_fallback(tmp_path, shared, monkeypatch):
+def test_resolve_local_checkpoint_and_extractor_fallback(tmp_path, assets, monkeypatch):
     import os
 
     from test_pipelines_default_model import tiny_ecgfounder_checkpoint
@@ -369,7 +369,7 @@ def test_resolve_local_checkpoint_and_extractor_fallback(tmp_path, shared, monke
     model, fe = load_model_and_extractor(folder)
     assert type(model).__name__ == "AnyECGForDiagnosis" and not model.training
     assert (fe.sampling_rate, fe.num_samples, list(fe.lead_names)) == (500, 5000, model.config.lead_names)
-    out = pipeline("ecg-profiling", model=folder, device="cpu")(_paths(shared)[0], top_k=2)
+    out = pipeline("ecg-profiling", model=folder, device="cpu")(_paths(assets)[0], top_k=2)
     assert len(out["diagnoses"]) == 2 and out["diagnoses"][0]["label"] in model.config.label_space.names
     # ecg_pipeline applies the factory to an original checkpoint (converted into ANYECG_CACHE)
     from anyecg_hf.pipelines import ecg_pipeline
@@ -377,4 +377,4 @@ def test_resolve_local_checkpoint_and_extractor_fallback(tmp_path, shared, monke
     monkeypatch.setenv("ANYECG_CACHE", str(tmp_path / "env_cache"))
     clf = ecg_pipeline("ecg-classification", str(pth), device="cpu")
     assert clf.model.name_or_path.startswith(str(tmp_path / "env_cache"))
-    assert [r["label"] for r in clf(_paths(shared)[0], top_k=2)] == [d["label"] for d in out["diagnoses"]]
+    assert [r["label"] for r in clf(_paths(assets)[0], top_k=2)] == [d["label"] for d in out["diagnoses"]]

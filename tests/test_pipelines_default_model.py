@@ -99,7 +99,7 @@ def env(tmp_path):
     return env
 
 
-def test_default_model_factory_online_then_offline(tmp_path, env, shared):
+def test_default_model_factory_online_then_offline(tmp_path, env, assets):
     import torch
 
     from anyecg_hf import AnyECGForDiagnosis
@@ -107,7 +107,7 @@ def test_default_model_factory_online_then_offline(tmp_path, env, shared):
     from anyecg_hf.processing import AnyECGFeatureExtractor
 
     pth = tiny_ecgfounder_checkpoint(tmp_path / "12_lead_ECGFounder.pth")
-    example = str(shared / "data" / "cinc2021" / "HR06000.hea")
+    example = str(assets / "data" / "cinc2021" / "HR06000.hea")
     empty = tmp_path / "empty_cache"
     prelude = f"EXAMPLE = {example!r}\nEMPTY = {str(empty)!r}\n"
     with FakeHub() as hub:

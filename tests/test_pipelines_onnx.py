@@ -22,9 +22,9 @@ def tiny_folder_and_onnx(tmp_path_factory):
     return root / "model", root / "model.onnx"
 
 
-def test_onnx_pipeline_matches_torch(tiny_folder_and_onnx, shared):
+def test_onnx_pipeline_matches_torch(tiny_folder_and_onnx, assets):
     folder, onnx_path = tiny_folder_and_onnx
-    files = [str(shared / "data" / "cinc2021" / f"{r}.hea") for r in ("HR06000", "JS20000", "E07500")]
+    files = [str(assets / "data" / "cinc2021" / f"{r}.hea") for r in ("HR06000", "JS20000", "E07500")]
     for task in ("ecg-profiling", "ecg-classification", "ecg-embedding"):
         torch_pipe = pipeline(task, model=str(folder))
         onnx_pipe = pipeline(task, model=str(folder), onnx_model=str(onnx_path))

@@ -21,8 +21,8 @@ SPACE = LabelSpace([{"id": "af", "name": "ATRIAL FIBRILLATION", "code_system": "
 
 
 @pytest.fixture(scope="module")
-def record(shared):
-    return read_ecg(shared / "data" / "cinc2021" / "HR06000.hea")
+def record(assets):
+    return read_ecg(assets / "data" / "cinc2021" / "HR06000.hea")
 
 
 @pytest.fixture(scope="module")
@@ -204,12 +204,12 @@ def test_risk_curves_and_no_risk_head_message(tmp_path, record):
         plot_risk_curves(unfitted)
 
 
-def test_plot_cli(tmp_path, shared, tiny_model, capsys):
+def test_plot_cli(tmp_path, assets, tiny_model, capsys):
     from anyecg_hf.cli import main
 
     folder = tmp_path / "model"
     tiny_model.save_pretrained(folder)
-    src = str(shared / "data" / "cinc2021" / "JS20000.hea")
+    src = str(assets / "data" / "cinc2021" / "JS20000.hea")
     out = tmp_path / "ecg.png"
     assert main(["plot", src, "--model", str(folder), "--out", str(out), "--condition", "sinus bradycardia",
                  "--steps", "4", "--dpi", "60", "--risk-curves"]) == 0

@@ -21,8 +21,8 @@ LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V
 
 
 @pytest.fixture(scope="module")
-def cinc(shared):
-    return {r: wfdb.rdsamp(str(shared / "data" / "cinc2021" / r))[0].T for r in PARITY_RECORDS}
+def cinc(assets):
+    return {r: wfdb.rdsamp(str(assets / "data" / "cinc2021" / r))[0].T for r in PARITY_RECORDS}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,9 @@ def test_one_lead_parity(cinc, parity):
 
 def test_reference_function_is_the_fixture_recipe(cinc, parity):
     expected = np.load(parity / "preprocessed_expected.npy")
-    assert np.abs(reference_preprocess(cinc["JS20000"]) - expected[1]).max() < 1e-6
+    # The fixture's stated tolerance (its README): scipy's filter design moves the last float digits between
+    # releases (7.5e-6 with scipy 1.17 against the fixture made with an older one).
+    assert np.abs(reference_preprocess(cinc["JS20000"]) - expected[1]).max() < 1e-4
 
 
 def test_model_accepts_feature_extractor_output(fe, cinc, tiny):
@@ -121,9 +123,9 @@ def test_extra_leads_dropped(fe, cinc):
 
 
 # ------------------------------------------------------------------ resampling
-def test_dicom_1000hz_vs_decimated_500hz(fe, shared):
+def test_dicom_1000hz_vs_decimated_500hz(fe, assets):
     pydicom = pytest.importorskip("pydicom")
-    ds = pydicom.dcmread(shared / "data" / "formats" / "dicom_waveform_ecg.dcm")
+    ds = pydicom.dcmread(assets / "data" / "formats" / "dicom_waveform_ecg.dcm")
     seq = ds.WaveformSequence[0]
     fs = float(seq.SamplingFrequency)
     assert fs == 1000.0

@@ -11,27 +11,27 @@ from anyecg_hf.testing import reference_quality_flags
 CLEAN = ["HR06000", "HR06001", "JS20000", "E07500", "E07501"]
 
 
-def _load(shared, rec):
-    x, meta = wfdb.rdsamp(str(shared / "data" / "cinc2021" / rec))
+def _load(assets, rec):
+    x, meta = wfdb.rdsamp(str(assets / "data" / "cinc2021" / rec))
     return x.T, meta["fs"], meta["sig_name"]
 
 
 @pytest.mark.parametrize("rec", CLEAN)
-def test_clean_records_have_no_flags(shared, rec):
-    x, fs, names = _load(shared, rec)
+def test_clean_records_have_no_flags(assets, rec):
+    x, fs, names = _load(assets, rec)
     assert signal_quality(x, fs, names, record_id=rec) == []
 
 
-def test_zeroed_lead_in_real_record_is_flagged(shared):
-    x, fs, names = _load(shared, "JS20004")  # this CinC record ships with a zeroed lead
+def test_zeroed_lead_in_real_record_is_flagged(assets):
+    x, fs, names = _load(assets, "JS20004")  # this CinC record ships with a zeroed lead
     flat = [i for i in range(12) if np.ptp(x[i]) == 0]
     flags = signal_quality(x, fs, names, record_id="JS20004")
     assert [(f.kind, f.lead) for f in flags] == [("flat", names[i]) for i in flat]
     assert "JS20004: lead" in str(flags[0])
 
 
-def test_swapped_i_avr_and_arm_reversal_flagged(shared):
-    x, fs, names = _load(shared, "HR06001")
+def test_swapped_i_avr_and_arm_reversal_flagged(assets):
+    x, fs, names = _load(assets, "HR06001")
     swapped = x[[3, 1, 2, 0] + list(range(4, 12))]  # channels I and aVR exchanged, labels kept
     kinds = {f.kind for f in signal_quality(swapped, fs, names)}
     assert "limb_leads_inconsistent" in kinds
@@ -42,8 +42,8 @@ def test_swapped_i_avr_and_arm_reversal_flagged(shared):
     assert [f.kind for f in flags] == ["limb_lead_reversal"]
 
 
-def test_nan_saturation_and_noise_flags(shared, rng):
-    x, fs, names = _load(shared, "E07500")
+def test_nan_saturation_and_noise_flags(assets, rng):
+    x, fs, names = _load(assets, "E07500")
     y = x.copy()
     y[6] = np.nan
     y[7, :200] = np.nan
@@ -53,8 +53,8 @@ def test_nan_saturation_and_noise_flags(shared, rng):
     assert got == {("nan_filled", "V1"), ("nan_gaps", "V2"), ("saturated", "V3"), ("noisy", "V4")}
 
 
-def test_feature_extractor_check_quality_parses_like_call(shared):
-    x, fs, names = _load(shared, "JS20004")
+def test_feature_extractor_check_quality_parses_like_call(assets):
+    x, fs, names = _load(assets, "JS20004")
     fe = AnyECGFeatureExtractor()
     flags = fe.check_quality([x * 1000, x], sampling_rate=fs, lead_names=names, units="uV", record_ids=["a", "b"])
     assert [(f.kind, f.lead) for f in flags[0]] == [("flat", "V2"), ("flat", "V4"), ("flat", "V6")]
@@ -62,14 +62,14 @@ def test_feature_extractor_check_quality_parses_like_call(shared):
     assert {f.kind for f in flags[1]} == {"flat"} and len(flags[1]) > 3
 
 
-def test_vectorised_checks_equal_plain_per_lead_scipy(shared, rng):
+def test_vectorised_checks_equal_plain_per_lead_scipy(assets, rng):
     """Every CinC record, plus a damaged copy of each (NaN lead, NaN gap, clipping, noise, swapped I/aVR): the same
     flags, in the same order, with the same measured values as per-lead scipy `sosfiltfilt` -- exactly for the
     NaN / flat / clipping values, within 1e-3 for the values from filtered signals (the filters run in float32)."""
-    folder = shared / "data" / "cinc2021"
+    folder = assets / "data" / "cinc2021"
     n_flags = 0
     for path in sorted(folder.glob("*.hea")):
-        x, fs, names = _load(shared, path.stem)
+        x, fs, names = _load(assets, path.stem)
         y = x[[3, 1, 2, 0] + list(range(4, 12))].copy()
         k = rng.integers(4, 12, size=4)
         y[k[0], : rng.integers(100, 4000)] = np.nan

@@ -45,13 +45,13 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sample_dir(shared, tmp_path_factory):
+def sample_dir(assets, tmp_path_factory):
     """A few CinC records (copied: .hea + .mat) plus a corrupt header and a truncated XML."""
     d = tmp_path_factory.mktemp("ecgs")
-    names = sorted(p.stem for p in (shared / "data" / "cinc2021").glob("*.hea"))[:N_RECORDS]
+    names = sorted(p.stem for p in (assets / "data" / "cinc2021").glob("*.hea"))[:N_RECORDS]
     for n in names:
         for ext in (".hea", ".mat"):
-            shutil.copy(shared / "data" / "cinc2021" / f"{n}{ext}", d / f"{n}{ext}")
+            shutil.copy(assets / "data" / "cinc2021" / f"{n}{ext}", d / f"{n}{ext}")
     (d / "B_corrupt.hea").write_text("this is not a WFDB header\n")
     (d / "truncated.xml").write_text("<RestingECG><Waveform>")
     (d / "notes.txt").write_text("not an ECG: ignored by the folder walk")
@@ -186,13 +186,13 @@ def test_embed_is_pooler_output(tiny_model, sample_dir, tmp_path):
     assert ref.shape == (N_RECORDS, model.config.hidden_size)
 
 
-def test_cli_rows_equal_the_profiling_pipeline(tiny_model, shared, tmp_path):
+def test_cli_rows_equal_the_profiling_pipeline(tiny_model, assets, tmp_path):
     """`profile` has one implementation: the CLI's rows are `profile_rows` of `pipeline("ecg-profiling")`."""
     from transformers import pipeline
 
     from anyecg_hf.pipelines.outputs import profile_rows
 
-    files = [shared / "data" / "cinc2021" / f"{n}.hea" for n in ("HR06000", "JS20004")]  # JS20004 has flat leads
+    files = [assets / "data" / "cinc2021" / f"{n}.hea" for n in ("HR06000", "JS20004")]  # JS20004 has flat leads
     out = tmp_path / "p.json"
     assert cli_main(["profile", *map(str, files), "--model", str(tiny_model), "--out", str(out), "--top-k", "2",
                      "--workers", "0", "--no-progress"]) == 0
@@ -212,7 +212,7 @@ def test_cli_rows_equal_the_profiling_pipeline(tiny_model, shared, tmp_path):
 
 
 @pytest.mark.parametrize("head", ["discrete", "cox"])
-def test_risk_model_rows_equal_the_profiling_pipeline(head, shared, tmp_path):
+def test_risk_model_rows_equal_the_profiling_pipeline(head, assets, tmp_path):
     """Models with a risk head: Parquet keeps risk scores and the (n_risk, n_horizons) incidences; the CSV rows
     (risk_1y, risk_5y, ...) are the pipeline's. A Cox head without a fitted baseline has no absolute risks."""
     from transformers import pipeline
@@ -224,7 +224,7 @@ def test_risk_model_rows_equal_the_profiling_pipeline(head, shared, tmp_path):
     model = AnyECGForHealthProfiling(tiny_config(risk_label_space=LabelSpace.from_names(["death", "AF onset"]),
                                                  risk_head_type=head))
     model.save_pretrained(tmp_path / "m")
-    files = [str(shared / "data" / "cinc2021" / f"{n}.hea") for n in ("HR06001", "E07503")]
+    files = [str(assets / "data" / "cinc2021" / f"{n}.hea") for n in ("HR06001", "E07503")]
     assert cli_main(["profile", *files, "--model", str(tmp_path / "m"), "--out", str(tmp_path / "pq"),
                      "--workers", "0", "--no-progress"]) == 0
     df = pd.read_parquet(tmp_path / "pq").sort_values("input_index")

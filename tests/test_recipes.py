@@ -55,9 +55,9 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def dataset(shared, tmp_path_factory):
+def dataset(assets, tmp_path_factory):
     """CinC records + a label table of their # Dx codes, a synthetic tachycardia onset (risk) and age (regression)."""
-    folder = shared / "data" / "cinc2021"
+    folder = assets / "data" / "cinc2021"
     rows = []
     for hea in sorted(folder.glob("*.hea")):
         lines = hea.read_text().splitlines()
@@ -122,7 +122,7 @@ def diagnosis_run(dataset, tmp_path_factory):
     return _run("diagnosis", cfg), out
 
 
-def test_diagnosis_recipe_overfits_and_saves_a_loadable_model(diagnosis_run, dataset, shared):
+def test_diagnosis_recipe_overfits_and_saves_a_loadable_model(diagnosis_run, dataset, assets):
     from transformers import AutoModel, pipeline
 
     from anyecg_hf.modeling import AnyECGForDiagnosis
@@ -152,7 +152,7 @@ def test_diagnosis_recipe_overfits_and_saves_a_loadable_model(diagnosis_run, dat
     pipe = pipeline("ecg-classification", model=str(final))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        preds = pipe(str(shared / "data" / "cinc2021" / "HR06000.hea"), top_k=3)
+        preds = pipe(str(assets / "data" / "cinc2021" / "HR06000.hea"), top_k=3)
     assert len(preds) == 3 and all(0.0 <= p["score"] <= 1.0 for p in preds)
     assert preds[0]["label"] in model.config.label_space.names
 

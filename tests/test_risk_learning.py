@@ -40,8 +40,8 @@ def _weibull_times(eta, rng):
 
 
 @pytest.fixture(scope="module")
-def synthetic_cohort(shared):
-    headers = sorted((shared / "data" / "cinc2021").glob("*.hea"))
+def synthetic_cohort(assets):
+    headers = sorted((assets / "data" / "cinc2021").glob("*.hea"))
     assert len(headers) == 50
     signals = []
     for h in headers:

@@ -1,5 +1,5 @@
 """Building blocks of the ECGFounder backbone (a RegNet-style 1-D CNN), written to match the released `Net1D`
-op for op (see `../shared/fixtures/ecgfounder_parity/README.md`) and to run fast on CPU.
+op for op (see `tests/assets/fixtures/ecgfounder_parity/README.md`) and to run fast on CPU.
 
 Runtime decisions (measured in `benchmarks/`, documented in `docs/speed.md`):
 

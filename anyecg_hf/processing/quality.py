@@ -2,7 +2,7 @@
 that contradict Einthoven's law, and a likely left/right-arm electrode reversal.
 
 Flags are warnings, never errors: a flagged ECG is still processed (the feature extractor masks flat and NaN-filled
-leads). Thresholds were set on the 50 CinC 2021 records in `shared/data/cinc2021` (see `docs/processing.md`): the
+leads). Thresholds were set on the 50 CinC 2021 records in `tests/assets/data/cinc2021` (see `docs/processing.md`): the
 clean records get no flag, the two records with a zeroed lead get `flat`.
 """
 
