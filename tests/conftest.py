@@ -12,6 +12,12 @@ from anyecg_hf.testing import parity_dir, assets_dir, tiny_config, write_seeded_
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "floors: also run by .ci/run in a virtualenv with the lowest dependency versions setup.py allows "
+        "(Auto classes, remote code, pipelines, recipes, evaluation)")
+
+
 @pytest.fixture(scope="session")
 def assets():
     path = assets_dir()

@@ -13,8 +13,8 @@ def register(subparsers) -> None:
         help="evaluate a model on a dataset split (AUROC/AUPRC with CIs, C-index, calibration, model-card section)",
         description="Run a model (folder or Hub id) over one split of a dataset written by `anyecg build-dataset` and "
         "write per-condition tables with bootstrap confidence intervals, plots, a summary and a model-card section. "
-        "The model's conditions are matched to the dataset's by id, code or name; conditions the dataset lacks are "
-        "reported as undefined.",
+        "The dataset's conditions are matched to the model's outputs by id, code or name; only matched conditions "
+        "are evaluated, the unmatched ones are printed and listed in the report (label_matching.csv).",
     )
     p.add_argument("--model", required=True, help="model folder or Hub id (any AnyECG head)")
     p.add_argument("--dataset", required=True, help="dataset folder (Arrow or Parquet) or Hub dataset id")
@@ -85,6 +85,7 @@ def run(args) -> int:
         prepare_dataset,
     )
     from ..data.predict import collect_predictions, evaluate_predictions
+    from ..evaluation.label_matching import match_label_spaces
 
     try:
         model = _load_model(args.model)
@@ -112,18 +113,27 @@ def run(args) -> int:
     collator = ECGDataCollator(num_samples=config.num_samples, num_leads=config.in_channels,
                                sampling_rate=config.sampling_rate, window=args.window, train=False)
     dl = DataLoader(ds.with_format("numpy"), batch_size=args.batch_size, shuffle=False, collate_fn=collator)
-    preds = collect_predictions(model, dl, progress=True)
+    data_space = get_label_space(ds)
+    match = None
+    if hasattr(model, "classifier") and data_space is not None:
+        match = match_label_spaces(config.label_space, data_space)
+        print(match.summary())
+    # a loss only means something when the label columns are the model's outputs, in order
+    preds = collect_predictions(model, dl, progress=True, compute_loss=match is None or match.is_identity)
     patients = list(ds["patient_id"]) if "patient_id" in ds.column_names else None
     names = [] if args.subgroups in (None, "", "none") else [s.strip() for s in args.subgroups.split(",")]
     try:
-        result = evaluate_predictions(preds, config, get_label_space(ds), get_risk_label_space(ds),
+        result = evaluate_predictions(preds, config, data_space, get_risk_label_space(ds),
                                       meta.get("regression_names"), patient_ids=patients, n_bootstrap=args.n_bootstrap,
-                                      seed=args.seed, subgroups=_subgroups(ds, names))
+                                      seed=args.seed, subgroups=_subgroups(ds, names), label_match=match)
     except ValueError as err:
         raise CLIError(f"evaluation failed: {err}") from None
     if result.diagnosis_report is None and result.risk_report is None and result.regression_table is None:
+        unmatched = (f" None of its {len(data_space)} label columns matches one of the model's "
+                     f"{len(config.label_space)} conditions by id, code or name." if match is not None and not match.pairs
+                     else "")
         raise CLIError(f"{args.dataset} [{args.split}] has no targets this model predicts (diagnosis labels for its "
-                       "classifier, time_/event_ columns for its risk head).")
+                       f"classifier, time_/event_ columns for its risk head).{unmatched}")
     out = Path(args.out)
     written = write_evaluation(out, result, model_name=args.model, dataset=f"{args.dataset} [{args.split}]")
     _write_predictions(out, ds, preds, config)
@@ -144,8 +154,23 @@ def write_evaluation(out: Path, result, model_name: str, dataset: str) -> list[s
                      dataset_name=dataset)
     if result.regression_table is not None and len(result.regression_table):
         result.regression_table.to_csv(out / "regression.csv", index=False)
-    (out / "metrics.json").write_text(json.dumps({"model": model_name, "dataset": dataset, **result.metrics},
-                                                 indent=1, default=float))
+    summary = {"model": model_name, "dataset": dataset, **result.metrics}
+    match = result.label_match
+    if match is not None:
+        match.to_frame().to_csv(out / "label_matching.csv", index=False)
+        summary["label_matching"] = match.to_dict()
+        index = out / "report.md"
+        if index.exists():
+            text = index.read_text(encoding="utf-8")
+            index.write_text(text.replace("# Evaluation report\n", "# Evaluation report\n\n## Label matching\n\n"
+                                          + match.summary().replace("\n", "\n\n")
+                                          + "\n\nEvery pair: [label_matching.csv](label_matching.csv).\n", 1),
+                             encoding="utf-8")
+        section = out / "model_card_section.md"
+        if section.exists() and (match.unmatched_dataset or match.unmatched_model):
+            with section.open("a", encoding="utf-8") as f:
+                f.write("\n\n**Label matching.** " + match.summary().replace("\n", " ") + "\n")
+    (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=float))
     return sorted(p.name for p in out.iterdir())
 
 
