@@ -34,18 +34,19 @@ setup(
         "tqdm>=4.66",
         "pyyaml>=6.0",
         "defusedxml>=0.7",
+        "pydicom>=2.4",  # DICOM ECG waveforms
+        "edfio>=0.4.10",  # EDF / EDF+ / BDF (0.4.10: read_bdf, lazy_load_data)
         "torchsurv>=0.1.4",
     ],
     extras_require={
-        # Clinical formats beyond WFDB/CSV/NumPy/MUSE/HL7 (those need nothing extra).
-        "formats": ["pydicom>=2.4", "edfio>=0.4", "ecgdatakit>=2.0"],
+        # SCP-ECG only (Huffman decoding); every other format reads with the core install.
+        "formats": ["ecgdatakit>=2.0"],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         "tensorboard": ["tensorboard>=2.14"],
         "test": [
             "pytest>=8",
-            "pydicom>=2.4",
-            "edfio>=0.4",
             "ecgdatakit>=2.0",
+            "sierraecg>=0.4",  # independent XLI decoder the Philips reader is checked against
             "onnx>=1.16",
             "onnxruntime>=1.18",
             "onnxscript>=0.1",
