@@ -14,7 +14,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["anyecg_hf", "anyecg_hf.*"]),
-    package_data={"anyecg_hf": ["py.typed", "**/*.json", "**/*.txt"]},
+    package_data={"anyecg_hf": ["py.typed", "**/*.json", "**/*.txt", "**/*.csv", "**/*.md"]},
     install_requires=[
         "torch>=2.1",
         "transformers>=4.45",
