@@ -14,7 +14,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["anyecg_hf", "anyecg_hf.*"]),
-    package_data={"anyecg_hf": ["py.typed", "**/*.json", "**/*.txt"]},
+    package_data={"anyecg_hf": ["py.typed", "**/*.json", "**/*.txt", "reporting/templates/*"]},
     install_requires=[
         "torch>=2.1",
         "transformers>=4.45",
@@ -35,6 +35,7 @@ setup(
         "pyyaml>=6.0",
         "defusedxml>=0.7",
         "torchsurv>=0.1.4",
+        "jinja2>=3.1",  # report pages (anyecg_hf.reporting); torch already requires it
     ],
     extras_require={
         # Clinical formats beyond WFDB/CSV/NumPy/MUSE/HL7 (those need nothing extra).

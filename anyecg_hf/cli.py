@@ -19,6 +19,7 @@ COMMANDS = (
     "evaluate",
     "build_dataset",
     "export_onnx",
+    "report",  # report (HTML per ECG, issue 22)
 )
 
 
