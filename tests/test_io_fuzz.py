@@ -1,6 +1,6 @@
 """Fuzz: >= 1,000 seeded mutations of small sample files of every format (bit flips, truncation, deleted,
-duplicated and overwritten byte ranges, garbage tokens in XML/CSV/headers, garbage base64, DTD injection,
-corrupted header fields, SCP files with their CRCs recomputed so the decoder goes deep). Each read must either
+duplicated and overwritten byte ranges, garbage tokens in XML/CSV/headers, garbage base64 or sample lists, DTD
+injection, corrupted header fields, SCP files with their CRCs recomputed so the decoder goes deep). Each read must either
 return a clean record or raise `ECGReadError`, never another exception, and never take more than a few seconds
 (a per-case guard, not a benchmark)."""
 
@@ -19,6 +19,7 @@ from anyecg_hf.io import (
     ECGReadError,
     ECGRecord,
     read_ecg,
+    write_cardiosoft_xml,
     write_csv,
     write_edf,
     write_muse_xml,
@@ -92,6 +93,12 @@ def seeds(assets, tmp_path_factory):
     out["wfdb_mat"] = ((src / "cinc2021" / "E07503.mat").read_bytes()[:24 + 12 * 2 * 5000], "E07503.mat", "wfdb",
                        False)
     out["muse"] = (write_muse_xml(short, root / "m.xml").read_bytes(), "m.xml", None, True)
+    cs_median = ECGRecord(cinc.signal[:, :300], 500, cinc.lead_names)
+    cs_short = ECGRecord(cinc.signal[:, :1000], 500, cinc.lead_names, metadata=dict(
+        cinc.metadata, measurements={"heart_rate": 61, "qrs_ms": 92, "qtc_ms": 410, "p_axis": 50}))
+    out["cardiosoft"] = (write_cardiosoft_xml(cs_short, root / "cs.xml", median=cs_median, line_width=30,
+                                              arrhythmia_summary=["QRS Complexes: 9"]).read_bytes(), "cs.xml", None,
+                         True)
     out["hl7"] = ((src / "formats" / "hl7_aecg_subject1.xml").read_bytes(), "a.xml", None, True)
     out["csv"] = (write_csv(tiny, root / "c.csv").read_bytes(), "c.csv", None, True)
     out["npz"] = (write_npz(tiny, root / "c.npz").read_bytes(), "c.npz", None, False)
@@ -168,7 +175,8 @@ def _token(data, rng):
 
 
 def _base64_garbage(data, rng):
-    m = [m.span(2) for m in re.finditer(rb"(<WaveFormData>|<parsedwaveforms[^>]*>|<digits>)([^<]{16,})", data)]
+    pattern = rb"(<WaveFormData>|<WaveformData[^>]*>|<parsedwaveforms[^>]*>|<digits>)([^<]{16,})"
+    m = [m.span(2) for m in re.finditer(pattern, data)]
     if not m:
         return _token(data, rng)
     a, b = m[rng.integers(len(m))]

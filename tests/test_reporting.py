@@ -8,6 +8,7 @@ import io
 import re
 import shutil
 import subprocess
+import tempfile
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -144,9 +145,10 @@ def test_risk_model_report_has_curves(risk_model, assets):
 
 
 def _cli(*args):
+    home = tempfile.mkdtemp(prefix="anyecg-home-")  # HF / matplotlib caches go there, not into the repository
     return subprocess.run([sys.executable, "-m", "anyecg_hf.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
-                                         "OMP_NUM_THREADS": "1", "HOME": str(ROOT)}, timeout=600)
+                                         "OMP_NUM_THREADS": "1", "HOME": str(home)}, timeout=600)
 
 
 def test_report_cli_folder_index_and_exit_codes(report_model, assets, tmp_path):
