@@ -52,7 +52,7 @@ def format_benchmark_table(table: pd.DataFrame) -> str:
         for t in TASKS:
             v = d[t]
             text = "-" if pd.isna(v) else f"{v:.3f}"
-            if d.get(f"{t}_labels"):
+            if isinstance(d.get(f"{t}_labels"), str) and d[f"{t}_labels"]:
                 text += f" ({d[f'{t}_labels']})"
             cells.append(text)
         lines.append(f"| {d['model']} | " + " | ".join(cells) + " |")
