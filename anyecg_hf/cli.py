@@ -18,6 +18,7 @@ COMMANDS = (
     "plot",
     "evaluate",
     "build_dataset",
+    "build_targets",
     "export_onnx",
 )
 
