@@ -14,7 +14,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["anyecg_hf", "anyecg_hf.*"]),
-    package_data={"anyecg_hf": ["py.typed", "**/*.json", "**/*.txt", "**/*.csv", "**/*.md"]},
+    package_data={"anyecg_hf": ["py.typed", "**/*.json", "**/*.txt", "**/*.csv", "**/*.md", "reporting/templates/*"]},
     install_requires=[
         "torch>=2.1",
         "transformers>=4.45",
@@ -36,6 +36,7 @@ setup(
         "defusedxml>=0.7",
         "torchsurv>=0.1.4",
         "duckdb>=1.1",  # anyecg build-targets: out-of-core joins of EHR extracts (anyecg_hf.ehr)
+        "jinja2>=3.1",  # report pages (anyecg_hf.reporting); torch already requires it
     ],
     extras_require={
         # Clinical formats beyond WFDB/CSV/NumPy/MUSE/HL7 (those need nothing extra).

@@ -20,6 +20,7 @@ COMMANDS = (
     "build_dataset",
     "build_targets",
     "export_onnx",
+    "report",  # report (HTML per ECG, issue 22)
 )
 
 

@@ -232,3 +232,39 @@ def test_every_label_maps_to_itself():
         r = label_statements([label], include_serial=True)
         assert r.labels == [label], label
     assert isinstance(crosswalk("ecgfounder", "snomed"), pd.DataFrame)
+
+
+def _muse_folder(tmp_path, statements):
+    from anyecg_hf.io import read_ecg
+    from anyecg_hf.io.muse import write_muse_xml
+
+    out = tmp_path / "muse"
+    out.mkdir()
+    for k, f in enumerate(sorted((ASSETS / "cinc2021").glob("*.hea"))[: len(statements)]):
+        rec = read_ecg(f)
+        rec.metadata.update(diagnosis_statements=statements[k], patient_id=f"P{k}")
+        write_muse_xml(rec, out / f"{f.stem}.xml")
+    return out
+
+
+def test_statement_label_table_and_dataset(tmp_path):
+    from anyecg_hf.data import build_ecg_dataset
+    from anyecg_hf.data.statements import statement_label_table
+
+    folder = _muse_folder(tmp_path, [["Sinus bradycardia", "Otherwise normal ECG"],
+                                     ["Sinus rhythm with 1st degree A-V block", "QT has lengthened", "Zebra"], []])
+    table, space, listing, cov = statement_label_table(folder)
+    assert len(space) == 150 and list(table["record_id"]) == ["E07500", "E07501", "E07502"]
+    wide = table.set_index("record_id")
+    positives = {rid: sorted(c.id for c in space if wide.loc[rid, c.id] == 1) for rid in wide.index}
+    assert positives == {"E07500": ["SINUS BRADYCARDIA", "otherwise normal ecg"],
+                         "E07501": ["SINUS RHYTHM", "WITH 1ST DEGREE AV BLOCK"], "E07502": []}
+    assert list(listing["kind"]) == ["mapped", "mapped", "mapped", "serial", "unmapped"]
+    assert cov["records_without_statements"] == 1 and cov["statements"]["unmapped"] == 1
+    ds = build_ecg_dataset(folder, table, space, scan=False)
+    y = np.array(ds["labels"])
+    assert [space[j].id for j in np.flatnonzero(y[0])] == ["SINUS BRADYCARDIA", "otherwise normal ecg"]
+    assert list(ds["patient_id"]) == ["P0", "P1", "P2"]
+    snomed_table, snomed_space, _, _ = statement_label_table(folder, target="snomed")
+    row = snomed_table.set_index("record_id").loc["E07501"]
+    assert sorted(c.id for c in snomed_space if row[c.id] == 1) == ["164947007", "270492004", "426783006"]

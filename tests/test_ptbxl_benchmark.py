@@ -149,3 +149,14 @@ def test_ordinary_builder_keeps_unlabelled_records_unless_asked(tmp_path):
     assert list(table["record_id"]) == ["2"]
     with pytest.raises(ValueError, match="benchmark task"):
         ptbxl_benchmark_table(tmp_path / "ptbxl", "superclass")
+
+
+def test_reference_rows_and_table():
+    from anyecg_hf.evaluation.ptbxl_benchmark import PUBLISHED_MACRO_AUROC, benchmark_table, format_benchmark_table
+
+    assert PUBLISHED_MACRO_AUROC["xresnet1d101"] == (0.925, 0.937, 0.929, 0.928, 0.896, 0.957)
+    table = benchmark_table({"superdiagnostic": {"macro_auroc": 0.9, "n_scored": 4, "n_labels": 5}}, "m")
+    assert len(table) == 1 + len(PUBLISHED_MACRO_AUROC) and table.loc[0, "superdiagnostic_labels"] == "4/5"
+    text = format_benchmark_table(table)
+    assert "| m | - | - | - | 0.900 (4/5) | - | - |" in text
+    assert "| xresnet1d101 | 0.925 | 0.937 | 0.929 | 0.928 | 0.896 | 0.957 |" in text
