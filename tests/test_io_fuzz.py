@@ -1,11 +1,11 @@
 """Fuzz: seeded mutations of small sample files of every format (bit flips, truncation, deleted, duplicated and
-overwritten byte ranges, garbage tokens in XML/CSV/headers, garbage base64, DTD injection, corrupted header fields,
+overwritten byte ranges, garbage tokens in XML/CSV/headers, garbage base64 or sample lists, DTD injection, corrupted header fields,
 SCP files with their CRCs recomputed so the decoder goes deep). Each read must either return a clean record or
 raise `ECGReadError`, never another exception, never hang (SIGALRM guard), and a returned record must pass the
 plausibility gate or carry a warning for what it fails (checked here with independent numbers).
 
 The default run mutates 1,200 files across all formats; `-m fuzz_large` (a separate step of `.ci/run`) mutates
-1,000 files per format family (WFDB, MUSE XML, HL7, Philips, DICOM, SCP, EDF/BDF, CSV/TSV, NPY/NPZ)."""
+1,000 files per format family (WFDB, MUSE/CardioSoft XML, HL7, Philips, DICOM, SCP, EDF/BDF, CSV/TSV, NPY/NPZ)."""
 
 import math
 import re
@@ -22,6 +22,7 @@ from anyecg_hf.io import (
     ECGReadError,
     ECGRecord,
     read_ecg,
+    write_cardiosoft_xml,
     write_csv,
     write_edf,
     write_muse_xml,
@@ -121,6 +122,12 @@ def seeds(assets, tmp_path_factory):
     out["wfdb_mat"] = ((src / "cinc2021" / "E07503.mat").read_bytes()[:24 + 12 * 2 * 5000], "E07503.mat", "wfdb",
                        False)
     out["muse"] = (write_muse_xml(short, root / "m.xml").read_bytes(), "m.xml", None, True)
+    cs_median = ECGRecord(cinc.signal[:, :300], 500, cinc.lead_names)
+    cs_short = ECGRecord(cinc.signal[:, :1000], 500, cinc.lead_names, metadata=dict(
+        cinc.metadata, measurements={"heart_rate": 61, "qrs_ms": 92, "qtc_ms": 410, "p_axis": 50}))
+    out["cardiosoft"] = (write_cardiosoft_xml(cs_short, root / "cs.xml", median=cs_median, line_width=30,
+                                              arrhythmia_summary=["QRS Complexes: 9"]).read_bytes(), "cs.xml", None,
+                         True)
     out["hl7"] = ((src / "formats" / "hl7_aecg_subject1.xml").read_bytes(), "a.xml", None, True)
     out["csv"] = (write_csv(tiny, root / "c.csv").read_bytes(), "c.csv", None, True)
     tsv = write_csv(tiny, root / "t.csv").read_text().replace(",", "\t")
@@ -206,7 +213,8 @@ def _token(data, rng):
 
 
 def _base64_garbage(data, rng):
-    m = [m.span(2) for m in re.finditer(rb"(<WaveFormData>|<parsedwaveforms[^>]*>|<digits>)([^<]{16,})", data)]
+    pattern = rb"(<WaveFormData>|<WaveformData[^>]*>|<parsedwaveforms[^>]*>|<digits>)([^<]{16,})"
+    m = [m.span(2) for m in re.finditer(pattern, data)]
     if not m:
         return _token(data, rng)
     a, b = m[rng.integers(len(m))]

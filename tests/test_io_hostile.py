@@ -267,3 +267,13 @@ def test_gate_independent_numbers():
     x[1, 0] = 50.001
     assert [w["code"] for w in assess(x, 500)] == ["amplitude_high"]
     assert [w["code"] for w in assess(np.full((1, 1000), np.nan), 500)] == ["no_finite_samples"]
+
+
+def test_csv_huge_exponent_is_an_error_not_a_crash(tmp_path):
+    """pandas 2.3's `to_numeric` segfaults on "-1e3090000023" (found by the fuzz test): the cells are converted
+    by numpy, the overflow becomes -inf, and infinite samples are refused."""
+    path = tmp_path / "e.csv"
+    rows = "\n".join(f"{i / 500},{0.1 * (i % 7)}" for i in range(1000))
+    path.write_text("time,I\n" + rows.replace("0.002,0.1", "0.002,-1e3090000023", 1) + "\n")
+    with pytest.raises(ECGReadError, match="infinite"):
+        read_ecg(path)

@@ -110,6 +110,8 @@ def test_edf_channel_selection(cinc, tmp_path):
 
 
 def test_muse_round_trip_and_derived_leads(cinc, tmp_path):
+    cinc = type(cinc)(cinc.signal, 500, cinc.lead_names, metadata=dict(cinc.metadata, measurements={
+        "heart_rate": 72, "pr_ms": 156, "qrs_ms": 88, "qt_ms": 380, "qtc_ms": 416, "qrs_axis": -12}))
     path = write_muse_xml(cinc, tmp_path / "r.xml", units_per_bit=4.88)
     assert "<!DOCTYPE RestingECG" in path.read_text(encoding="latin-1")
     back = read_ecg(path)
@@ -131,6 +133,8 @@ def test_muse_round_trip_and_derived_leads(cinc, tmp_path):
     m = back.metadata
     assert (m["age"], m["sex"], m["acquisition_time"]) == (cinc.metadata["age"], "F", "2021-03-04T05:06:07")
     assert m["diagnosis_statements"] == ["Sinus rhythm", "T abnormal"]
+    assert m["measurements"] == {"heart_rate": 72, "pr_ms": 156, "qrs_ms": 88, "qt_ms": 380, "qtc_ms": 416,
+                                 "qrs_axis": -12}
     # all 12 stored: nothing derived
     full = read_ecg(write_muse_xml(cinc, tmp_path / "f.xml", stored_leads=cinc.lead_names))
     assert "derived_leads" not in full.metadata

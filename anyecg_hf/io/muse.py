@@ -20,6 +20,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from ._xml import b64decode_strict, child_text, parse_xml
+from .measurements import measurements_from
 from .record import (
     DEFAULT_MAX_SAMPLES,
     DEFAULT_MAX_XML_BYTES,
@@ -37,8 +38,11 @@ FORMAT = "muse"
 _UNITS_TO_MV = {"MICROVOLTS": 1e-3, "MICROVOLT": 1e-3, "UV": 1e-3, "MILLIVOLTS": 1.0, "MILLIVOLT": 1.0, "MV": 1.0,
                 "VOLTS": 1e3, "VOLT": 1e3, "V": 1e3, "NANOVOLTS": 1e-6, "NANOVOLT": 1e-6, "NV": 1e-6}
 _AGE_UNITS = {"YEARS": 1.0, "MONTHS": 1 / 12, "WEEKS": 7 / 365.25, "DAYS": 1 / 365.25, "HOURS": 1 / 8766}
-_MEASUREMENTS = ("VentricularRate", "AtrialRate", "PRInterval", "QRSDuration", "QTInterval", "QTCorrected",
-                 "PAxis", "RAxis", "TAxis", "QRSCount")
+# our measurement key -> MUSE's RestingECGMeasurements tag (ms, bpm, degrees); P duration comes from the
+# POnset/POffset fiducials (samples at ECGSampleBase)
+MEASUREMENT_TAGS = {"heart_rate": "VentricularRate", "pr_ms": "PRInterval", "qrs_ms": "QRSDuration",
+                    "qt_ms": "QTInterval", "qtc_ms": "QTCorrected", "p_axis": "PAxis", "qrs_axis": "RAxis",
+                    "t_axis": "TAxis"}
 
 # derived limb leads as (name, coefficient of I, coefficient of II)
 DERIVED_LIMB_LEADS = (("III", -1.0, 1.0), ("aVR", -0.5, -0.5), ("aVL", 1.0, -0.5), ("aVF", -0.5, 1.0))
@@ -198,9 +202,13 @@ def _metadata(root) -> dict:
     meta["site"] = child_text(test, "SiteName") or child_text(test, "Site")
     meas = root.find("RestingECGMeasurements")
     if meas is not None:
-        meta["measurements"] = {
-            k: v for k in _MEASUREMENTS if (v := _num(child_text(meas, k))) is not None
-        }
+        values = {key: child_text(meas, tag) for key, tag in MEASUREMENT_TAGS.items()}
+        onset, offset = _num(child_text(meas, "POnset")), _num(child_text(meas, "POffset"))
+        base = _num(child_text(meas, "ECGSampleBase"))
+        if onset is not None and offset is not None and base:
+            exponent = _num(child_text(meas, "ECGSampleExponent")) or 0.0
+            values["p_ms"] = (offset - onset) * 1000.0 / (base * 10.0 ** exponent) if -3 <= exponent <= 6 else None
+        meta["measurements"] = measurements_from(values)
     meta["diagnosis_statements"] = _statements(root.find("Diagnosis")) or _statements(root.find("OriginalDiagnosis"))
     return meta
 
@@ -235,7 +243,8 @@ def write_muse_xml(record: ECGRecord, path, *, stored_leads=("I", "II", "V1", "V
             rounded to the nearest step, so a round trip agrees to `units_per_bit / 2` microvolts.
         median (`ECGRecord`, *optional*): a median beat to store as a second `<Waveform>`.
 
-    Metadata written when present: `age`, `sex`, `patient_id`, `acquisition_time`, `diagnosis_statements`.
+    Metadata written when present: `age`, `sex`, `patient_id`, `acquisition_time`, `diagnosis_statements`,
+    `measurements` (all but `rr_ms` and `p_ms`, which MUSE does not store as such).
 
     Raises:
         ValueError: when a stored lead is missing or a sample does not fit in 16 bits at this resolution.
@@ -259,6 +268,11 @@ def write_muse_xml(record: ECGRecord, path, *, stored_leads=("I", "II", "V1", "V
         parts.append(f"<AcquisitionTime>{stamp:%H:%M:%S}</AcquisitionTime>"
                      f"<AcquisitionDate>{stamp:%m-%d-%Y}</AcquisitionDate>")
     parts.append("</TestDemographics>")
+    measured = {k: v for k, v in (meta.get("measurements") or {}).items() if k in MEASUREMENT_TAGS}
+    if measured:
+        parts.append("<RestingECGMeasurements>" + "".join(
+            f"<{MEASUREMENT_TAGS[k]}>{v}</{MEASUREMENT_TAGS[k]}>" for k, v in measured.items()
+        ) + "</RestingECGMeasurements>")
     statements = meta.get("diagnosis_statements") or []
     if statements:
         parts.append("<Diagnosis><Modality>RESTING</Modality>")

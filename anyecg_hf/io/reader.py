@@ -18,6 +18,7 @@ from .record import ECGReadError, ECGRecord, check_regular, finalize
 _READERS = {
     "wfdb": ("wfdb_reader", "read_wfdb"),
     "muse": ("muse", "read_muse"),
+    "cardiosoft": ("cardiosoft", "read_cardiosoft"),
     "philips": ("philips", "read_philips"),
     "hl7": ("hl7_aecg", "read_hl7_aecg"),
     "dicom": ("dicom", "read_dicom"),
@@ -30,7 +31,7 @@ _READERS = {
 _ALIASES = {
     "ge": "muse", "ge_muse": "muse", "muse_xml": "muse", "sierra": "philips", "philips_xml": "philips",
     "hl7_aecg": "hl7", "aecg": "hl7", "dcm": "dicom", "scp_ecg": "scp", "scp-ecg": "scp", "edf+": "edf",
-    "bdf": "edf", "tsv": "csv", "numpy": "npy",
+    "bdf": "edf", "tsv": "csv", "numpy": "npy", "ge_cardiosoft": "cardiosoft", "cardiologyxml": "cardiosoft",
 }
 
 
@@ -58,17 +59,19 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
     Args:
         path (`str` or `os.PathLike`): the file. For WFDB, the `.hea`, the `.mat`/`.dat` or the record path
             without extension.
-        format (`str`, *optional*): one of `"wfdb"`, `"muse"`, `"philips"`, `"hl7"`, `"dicom"`, `"scp"`, `"edf"`,
-            `"csv"`, `"npy"`, `"npz"`. Detected from the content, then the extension, when not given.
+        format (`str`, *optional*): one of `"wfdb"`, `"muse"`, `"cardiosoft"`, `"philips"`, `"hl7"`, `"dicom"`,
+            `"scp"`, `"edf"`, `"csv"`, `"npy"`, `"npz"`. Detected from the content, then the extension, when not
+            given.
         sampling_rate (`float`, *optional*): the rate, for files that do not state it (CSV without a time column,
             `.npy`). For files that do, it must agree with the file (a mismatch is an `ECGReadError`).
         lead_names (`list[str]`, *optional*): lead names, for formats whose channels have free-text labels or none
             (`wfdb`, `edf`, `csv`, `npy`, `npz`); replaces the file's labels, in file order.
         units (`str`, *optional*): unit of values the file leaves unitless (`"mV"`, `"uV"`, `"V"`; CSV/NumPy
             default to mV). Units stated in a file always win.
-        **kwargs: format options, e.g. `waveform="median"` (MUSE, Philips, DICOM, SCP), `keep_calibration=True`
-            (Philips), `check_crc=False` (SCP), `allow_truncated=True` (EDF), `derive_leads=False` (MUSE), and the
-            size limits `max_bytes` (file size) and `max_samples` (leads x samples) every reader accepts.
+        **kwargs: format options, e.g. `waveform="median"` (MUSE, CardioSoft, Philips, DICOM, SCP),
+            `keep_calibration=True` (Philips), `check_crc=False` (SCP), `allow_truncated=True` (EDF),
+            `derive_leads=False` (MUSE, CardioSoft), and the size limits `max_bytes` (file size) and `max_samples`
+            (leads x samples) every reader accepts.
 
     Returns:
         `ECGRecord`: leads in the standard order (I, II, III, aVR, aVL, aVF, V1-V6, then extra leads),

@@ -124,16 +124,16 @@ def read_csv(path, *, sampling_rate=None, lead_names=None, units=None, delimiter
     values = np.empty(frame.shape[::-1], dtype=np.float64)
     for j, col in enumerate(frame.columns):
         cells = frame[col].str.strip()
-        cells = cells.where(cells != "", "nan")
-        numeric = pd.to_numeric(cells, errors="coerce")
-        bad = numeric.isna() & ~cells.str.lower().isin(["nan", "na", "null"])
-        if bad.any():
-            row = int(np.argmax(bad.to_numpy()))
+        cells = cells.where(~cells.str.lower().isin(["", "na", "null"]), "nan").to_numpy(dtype=str)
+        # numpy's str -> float (Python's parser), not pd.to_numeric: pandas 2.3 segfaults on "-1e3090000023"
+        try:
+            values[j] = cells.astype(np.float64)
+        except ValueError:
+            row = next(i for i, c in enumerate(cells) if not _is_number(c))
             raise ECGReadError(
-                path, f"column {columns[j]!r}, row {row + 1 + has_header}: {str(cells.iloc[row])[:30]!r} is not a "
+                path, f"column {columns[j]!r}, row {row + 1 + has_header}: {str(cells[row])[:30]!r} is not a "
                 "number", fmt,
-            )
-        values[j] = numeric.to_numpy(dtype=np.float64)
+            ) from None
 
     rate = None
     keep = []
