@@ -135,23 +135,21 @@ def seeds(assets, tmp_path_factory):
     out["npz"] = (write_npz(tiny, root / "c.npz").read_bytes(), "c.npz", None, False)
     np.save(root / "c.npy", tiny.signal)
     out["npy"] = ((root / "c.npy").read_bytes(), "c.npy", "npy", False)
+    out["philips"] = ((src / "formats" / "philips_sierra_1_03.xml").read_bytes(), "p.xml", None, True)
+    out["philips16"] = ((src / "formats" / "philips_sierra_1_04_01.xml").read_bytes(), "p16.xml", None, False)
+    out["dicom"] = ((src / "formats" / "dicom_waveform_ecg.dcm").read_bytes(), "d.dcm", None, False)
+    out["edf"] = (write_edf(short, root / "e.edf").read_bytes(), "e.edf", None, False)
+    import edfio
+
+    bdf = edfio.Bdf([edfio.BdfSignal(row.astype(np.float64), 500, label=name, physical_dimension="mV",
+                                     physical_range=(-20, 20)) for name, row in zip(short.lead_names, short.signal)],
+                    data_record_duration=1)
+    bdf.write(root / "b.bdf")
+    out["bdf"] = ((root / "b.bdf").read_bytes(), "b.bdf", None, False)
     if _has("ecgdatakit"):
-        out["philips"] = ((src / "formats" / "philips_sierra_1_03.xml").read_bytes(), "p.xml", None, True)
-        out["philips16"] = ((src / "formats" / "philips_sierra_1_04_01.xml").read_bytes(), "p16.xml", None, False)
         out["scp"] = (write_scp(short, root / "s.scp").read_bytes(), "s.scp", None, False)
         out["scp_huff"] = (write_scp(short, root / "h.scp", huffman=True, difference=2).read_bytes(), "h.scp", None,
                            False)
-        if _has("pydicom"):
-            out["dicom"] = ((src / "formats" / "dicom_waveform_ecg.dcm").read_bytes(), "d.dcm", None, False)
-    if _has("edfio"):
-        import edfio
-
-        out["edf"] = (write_edf(short, root / "e.edf").read_bytes(), "e.edf", None, False)
-        bdf = edfio.Bdf([edfio.BdfSignal(row.astype(np.float64), 500, label=name, physical_dimension="mV",
-                                         physical_range=(-20, 20)) for name, row in zip(short.lead_names, short.signal)],
-                        data_record_duration=1)
-        bdf.write(root / "b.bdf")
-        out["bdf"] = ((root / "b.bdf").read_bytes(), "b.bdf", None, False)
     return out
 
 

@@ -141,6 +141,25 @@ def test_muse_round_trip_and_derived_leads(cinc, tmp_path):
     assert np.abs(full.signal - cinc.signal).max() <= half_step + 1e-6
 
 
+def test_muse_first_sample_baseline(cinc, tmp_path):
+    """Samples stored offset by <FirstSampleBaseline> counts read back as the source; a zero baseline changes
+    nothing; subtract_baseline=False shows the stored offset."""
+    plain_file = write_muse_xml(cinc, tmp_path / "zero.xml", units_per_bit=5.0)
+    offset_file = write_muse_xml(cinc, tmp_path / "offset.xml", units_per_bit=5.0, baseline_counts=2000)
+    assert "<FirstSampleBaseline>2000</FirstSampleBaseline>" in offset_file.read_text(encoding="latin-1")
+    zero, offset = read_ecg(plain_file), read_ecg(offset_file)
+    np.testing.assert_array_equal(offset.signal, zero.signal)
+    stored = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+    for name in stored:  # half a 5 uV step from the source
+        assert np.abs(offset.lead(name) - cinc.lead(name)).max() <= 0.0025 + 1e-6
+    # derived from the baseline-free I and II (an offset left in would put 5-10 mV into III, aVR, aVL, aVF)
+    np.testing.assert_allclose(offset.lead("aVR"), -(offset.lead("I") + offset.lead("II")) / 2, atol=1e-6)
+    assert offset.metadata["first_sample_baseline"] == {n: 2000 for n in stored}
+    assert "first_sample_baseline" not in zero.metadata
+    kept = read_ecg(offset_file, subtract_baseline=False, derive_leads=False)
+    np.testing.assert_allclose(kept.lead("V1") - zero.lead("V1"), 2000 * 0.005, atol=1e-5)  # 10 mV stored offset
+
+
 def test_muse_file_agrees_with_ecgdatakit(cinc, tmp_path):
     edk = pytest.importorskip("ecgdatakit")
     median = type(cinc)(cinc.signal[:, :600], 500, cinc.lead_names)

@@ -1,4 +1,4 @@
-"""EDF / EDF+ (and 24-bit BDF) via `edfio` (Apache-2.0, optional: `pip install anyecg_hf[formats]`).
+"""EDF / EDF+ (and 24-bit BDF) via `edfio` (Apache-2.0, a core dependency).
 
 Polysomnography and Holter EDFs mix ECG with other channels: channels are kept when their label names an ECG
 lead (after dropping an `ECG`/`EKG` prefix: `"ECG V1"`, `"EKG-II"`) and their physical dimension is a voltage;

@@ -70,8 +70,8 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
             default to mV). Units stated in a file always win.
         **kwargs: format options, e.g. `waveform="median"` (MUSE, CardioSoft, Philips, DICOM, SCP),
             `keep_calibration=True` (Philips), `check_crc=False` (SCP), `allow_truncated=True` (EDF),
-            `derive_leads=False` (MUSE, CardioSoft), and the size limits `max_bytes` (file size) and `max_samples`
-            (leads x samples) every reader accepts.
+            `derive_leads=False` (MUSE, CardioSoft), `subtract_baseline=False` (MUSE), and the size limits
+            `max_bytes` (file size) and `max_samples` (leads x samples) every reader accepts.
 
     Returns:
         `ECGRecord`: leads in the standard order (I, II, III, aVR, aVL, aVF, V1-V6, then extra leads),
