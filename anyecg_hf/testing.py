@@ -80,14 +80,14 @@ def reference_quality_flags(x, fs, names) -> list:
     for name, lead in zip(names, x):
         finite = np.isfinite(lead)
         nan_frac = 1.0 - finite.mean()
-        if nan_frac >= 0.5:
+        if nan_frac > 0.5 or nan_frac == 1.0:
             out.append(("nan_filled", name, nan_frac))
             continue
         if nan_frac > 0:
             out.append(("nan_gaps", name, nan_frac))
         v = np.where(finite, lead, 0.0)
         ptp = float(np.ptp(v[finite]))
-        if ptp < 0.01:
+        if ptp <= 0.01:
             out.append(("flat", name, ptp))
             continue
         rails = (v == v[finite].max()) | (v == v[finite].min())
