@@ -128,17 +128,18 @@ def test_report_page_offline_renders_and_is_accessible(reporter, assets, tmp_pat
 def app_url(reporter, tmp_path_factory):
     pytest.importorskip("gradio")
     upload_dir = tmp_path_factory.mktemp("gradio")
-    os.environ["GRADIO_TEMP_DIR"] = str(upload_dir)
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     from anyecg_hf.reporting.app import build_app, launch
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo = build_app(reporter=reporter)
-    launch(demo, port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/", upload_dir
-    demo.close()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(upload_dir))  # where Gradio keeps uploads: checked to be empty afterwards
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        demo = build_app(reporter=reporter)
+        launch(demo, port=port, prevent_thread_lock=True, quiet=True)
+        yield f"http://127.0.0.1:{port}/", upload_dir
+        demo.close()
 
 
 def _analyse(driver, url, files, timeout=240):
