@@ -43,14 +43,13 @@ import numpy as np
 
 from ._xml import child_text, parse_xml
 from .measurements import MEASUREMENT_KEYS, measurements_from
-from .muse import derive_limb_leads
+from .muse import stack_leads
 from .record import (
     DEFAULT_MAX_SAMPLES,
     DEFAULT_MAX_XML_BYTES,
     ECGReadError,
     ECGRecord,
     age_between,
-    canonicalize_leads,
     check_samples,
     normalize_age,
     normalize_sex,
@@ -181,14 +180,7 @@ def read_cardiosoft(path, *, waveform: str = "rhythm", derive_leads: bool = True
         total += values.size
     if not rows:
         raise ECGReadError(path, f"<{what}> has no <WaveformData>", FORMAT)
-    lengths = {r.size for r in rows}
-    if len(lengths) != 1:
-        raise ECGReadError(path, f"<{what}>: leads have different lengths {sorted(lengths)}", FORMAT)
-    signal, names, dropped = canonicalize_leads(np.stack(rows), names, path, FORMAT)
-    derived: list[str] = []
-    if derive_leads:
-        signal, names, derived = derive_limb_leads(signal, names)
-
+    signal, names, dropped, derived = stack_leads(rows, names, path, FORMAT, derive=derive_leads, what=f"<{what}>: ")
     meta = _metadata(root)
     meta.update(waveform=wanted, derived_leads=derived, dropped_channels=dropped)
     return ECGRecord(signal=signal, sampling_rate=fs, lead_names=names, metadata=meta, source=str(path))

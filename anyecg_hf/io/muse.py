@@ -94,6 +94,19 @@ def derive_limb_leads(signal: np.ndarray, names: list[str]) -> tuple[np.ndarray,
     return np.concatenate([signal, np.stack(rows)]), names + derived, derived
 
 
+def stack_leads(rows, names, path, fmt: str, *, derive: bool = False, what: str = ""):
+    """Equal-length rows -> `(signal, canonical names, dropped channels, derived leads)`: the length check, the lead
+    names (`canonicalize_leads`) and, with `derive`, III, aVR, aVL, aVF from I and II (shared by the XML readers)."""
+    lengths = {r.size for r in rows}
+    if len(lengths) != 1:
+        raise ECGReadError(path, f"{what}leads have different lengths {sorted(lengths)}", fmt)
+    signal, names, dropped = canonicalize_leads(np.stack(rows), names, path, fmt)
+    derived: list[str] = []
+    if derive:
+        signal, names, derived = derive_limb_leads(signal, names)
+    return signal, names, dropped, derived
+
+
 def read_muse(path, *, waveform: str = "rhythm", derive_leads: bool = True, subtract_baseline: bool = True,
               max_bytes=DEFAULT_MAX_XML_BYTES, max_samples=DEFAULT_MAX_SAMPLES) -> ECGRecord:
     """Read a GE MUSE XML export.
@@ -174,14 +187,7 @@ def read_muse(path, *, waveform: str = "rhythm", derive_leads: bool = True, subt
         total += values.size
     if not rows:
         raise ECGReadError(path, f"the {waveform!r} <Waveform> has no <LeadData>", FORMAT)
-    lengths = {r.size for r in rows}
-    if len(lengths) != 1:
-        raise ECGReadError(path, f"leads have different lengths {sorted(lengths)}", FORMAT)
-    signal, names, dropped = canonicalize_leads(np.stack(rows), names, path, FORMAT)
-    derived: list[str] = []
-    if derive_leads:
-        signal, names, derived = derive_limb_leads(signal, names)
-
+    signal, names, dropped, derived = stack_leads(rows, names, path, FORMAT, derive=derive_leads)
     meta = _metadata(root)
     meta["waveform"] = waveform.lower()
     meta["derived_leads"] = derived

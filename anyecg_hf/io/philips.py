@@ -37,12 +37,12 @@ import numpy as np
 
 from ._xml import b64decode_strict, child_text, parse_xml
 from .measurements import measurements_from
+from .muse import stack_leads
 from .record import (
     DEFAULT_MAX_SAMPLES,
     ECGReadError,
     ECGRecord,
     age_between,
-    canonicalize_leads,
     check_samples,
     normalize_age,
     normalize_sex,
@@ -259,11 +259,8 @@ def read_philips(path, *, waveform: str = "rhythm", keep_calibration: bool = Fal
     counts, labels, rate, resolution = _rhythm(root, path, max_samples)
     if waveform.strip().lower() == "median":
         counts, labels, rate, resolution = _median(root, path, rate, resolution)
-    lengths = {x.size for x in counts}
-    if len(lengths) != 1:
-        raise ECGReadError(path, f"leads have different lengths {sorted(lengths)}", FORMAT)
-    signal = np.stack(counts).astype(np.float64) * (resolution / 1000.0)
-    signal, names, dropped = canonicalize_leads(signal.astype(np.float32), labels, path, FORMAT)
+    rows = [(x * (resolution / 1000.0)).astype(np.float32) for x in counts]
+    signal, names, dropped, _ = stack_leads(rows, labels, path, FORMAT)
     meta = _metadata(root)
     meta.update(waveform=waveform.strip().lower(), dropped_channels=dropped)
     out = ECGRecord(signal=signal, sampling_rate=rate, lead_names=names, metadata=meta, source=str(path))
