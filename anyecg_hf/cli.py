@@ -21,6 +21,7 @@ COMMANDS = (
     "build_targets",
     "export_onnx",
     "report",  # report (HTML per ECG, issue 22)
+    "app",  # web app (Gradio, extra [app])
 )
 
 
