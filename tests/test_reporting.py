@@ -93,6 +93,19 @@ def test_report_page_content_matches_the_pipeline(reporter, report_model, assets
     assert [float(r[2]) for r in rows] == [round(100 * d["score"], 1) for d in expected]
     assert [float(r[3]) for r in rows] == [round(d["threshold"], 2) for d in expected]
     assert [r[4] == "pos" for r in rows] == [d["score"] >= d["threshold"] for d in expected]
+    codes = re.findall(r'<tr class="condition">.*?</th>\s*<td>([^<]*)</td>', result.html, re.S)
+    from anyecg_hf.labels import crosswalk
+
+    table = crosswalk("ecgfounder", "snomed")
+    exact = table[(table["tier"] == "exact") & (table["code"] != "")]
+    for d, shown in zip(expected, codes):
+        want = list(exact[exact["label"] == d["label"]]["code"])
+        assert shown == (f"SNOMED-CT {', '.join(want)}" if want else "&mdash;"), (d["label"], shown)
+    from anyecg_hf.reporting.context import _code_text
+
+    assert _code_text({"label": "PREMATURE VENTRICULAR COMPLEXES", "code_system": "free-text", "code": None}) == \
+        "SNOMED-CT 427172004, 17338001"  # every exact code of the crosswalk, as in the FHIR output
+    assert _code_text({"label": "Heart failure", "code_system": "ICD-10", "code": "I50"}) == "ICD-10 I50"
     assert "Research use only \u2014 not a medical device" in text
     assert "tiny" in text and "Precision fp32" in text  # model id and precision
     # the tracing: inline PNG of the documented size, not blank, with alt text naming the record
@@ -119,10 +132,12 @@ def test_report_shows_cart_measurements_and_flags(reporter, assets):
                                        "p_axis": 45, "qrs_axis": -30, "t_axis": 40}
     record.signal[record.lead_names.index("V2")] = 0.0  # a flat lead
     result = reporter.report(record)
-    _, text = parse(result.html)
-    for piece in ("Heart rate 72 bpm", "PR interval 160 ms", "QRS duration 92 ms", "QT interval 380 ms",
-                  "QTc interval 410 ms", "P axis 45\u00b0", "QRS axis -30\u00b0", "T axis 40\u00b0"):
-        assert piece in text, piece
+    table = re.search(r'<table id="measurements-table">(.*?)</table>', result.html, re.S).group(1)
+    names = re.findall(r'<th scope="col">([^<]+)</th>', table)
+    values = re.findall(r'<td class="num">([^<]+)</td>', table)
+    assert dict(zip(names, values)) == {
+        "Heart rate": "72 bpm", "PR interval": "160 ms", "QRS duration": "92 ms", "QT interval": "380 ms",
+        "QTc interval": "410 ms", "P axis": "45\u00b0", "QRS axis": "-30\u00b0", "T axis": "40\u00b0"}
     flagged = re.findall(r'<tr><th scope="row">([^<]+)</th><td class="flag">flat', result.html)
     assert flagged == ["V2"]
     tags, _ = parse(result.html)
