@@ -121,6 +121,40 @@ def int8_paths(model, x_calib: np.ndarray, folder: Path, threads: int) -> dict:
     return paths
 
 
+_ONEDNN_PROBE = """
+import sys, torch
+sys.path.insert(0, {here!r})
+from _speed_common import seeded_model, example_batch
+from anyecg_hf.runtime.precision import autocast
+model, _ = seeded_model()
+with torch.inference_mode(), autocast(torch.bfloat16, "cpu"):
+    model(example_batch(2))
+"""
+
+
+def onednn_kernels() -> str:
+    """Which oneDNN convolution kernels one bf16-autocast forward runs (`ONEDNN_VERBOSE=1`): `N x impl (src dtype)`.
+
+    Native bf16 shows `avx512_core_bf16` / `avx512_core_amx` implementations with `src:bf16`; an emulated path
+    shows plain `avx512_core` (or `ref`) ones."""
+    import collections
+    import os
+    import subprocess
+    import sys
+
+    here = str(Path(__file__).resolve().parent)
+    env = dict(os.environ, ONEDNN_VERBOSE="1")
+    proc = subprocess.run([sys.executable, "-c", _ONEDNN_PROBE.format(here=here)], env=env, capture_output=True,
+                          text=True)
+    counts: collections.Counter = collections.Counter()
+    for line in proc.stdout.splitlines():
+        fields = line.split(",")
+        if len(fields) > 8 and fields[3] == "exec" and fields[5] == "convolution":
+            src = next((t.split(":")[1] for t in fields[8].split() if t.startswith("src:")), "?")
+            counts[f"{fields[6]} (src {src})"] += 1
+    return "; ".join(f"{n} x {k}" for k, n in counts.most_common()) or f"no oneDNN convolutions seen (rc {proc.returncode})"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts for the speed table")
@@ -144,6 +178,7 @@ def main(argv=None) -> int:
     print(f"CPU flags: {' '.join(flags) or '(no native bf16/fp16/int8 flags)'}")
     print(f"model: AnyECGForDiagnosis, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, {weights}; "
           f"{len(x)} CinC 2021 records")
+    print(f"oneDNN convolutions of one bf16-autocast forward: {onednn_kernels()}")
     paths = torch_paths(model)
     sessions = {}
     tmp = tempfile.TemporaryDirectory()
