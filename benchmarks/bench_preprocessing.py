@@ -117,7 +117,7 @@ def add_torch_methods(methods: dict, batch: np.ndarray, device: str) -> None:
         tp(batch[:2], 500)  # filter spectra and plans, cached per length and device
 
         def call(tp=tp):
-            values, _ = tp(torch.from_numpy(batch), 500)
+            values = tp(torch.from_numpy(batch), 500)["input_values"]
             sync()
             return values.cpu().numpy()
 

@@ -27,7 +27,8 @@ def cinc(assets):
 @pytest.mark.parametrize("dtype, bound", [(torch.float64, 2e-5), (torch.float32, 5e-5)])
 def test_reproduces_the_parity_fixture(cinc, parity, dtype, bound):
     expected = np.load(parity / "preprocessed_expected.npy")
-    values, sample_mask = TorchPreprocessor(AnyECGFeatureExtractor(), "cpu", dtype)(torch.from_numpy(cinc), 500)
+    out = TorchPreprocessor(AnyECGFeatureExtractor(), "cpu", dtype)(torch.from_numpy(cinc), 500)
+    values, sample_mask = out["input_values"], out["sample_mask"]
     assert values.shape == (3, 12, 5000) and values.dtype == torch.float32 and bool(sample_mask.all())
     err = np.abs(values.numpy() - expected).max()
     assert err < 1e-4 and err < bound, err
@@ -35,7 +36,7 @@ def test_reproduces_the_parity_fixture(cinc, parity, dtype, bound):
 
 def test_one_lead_fixture(cinc, parity):
     expected = np.load(parity / "preprocessed_expected_1lead.npy")
-    values, _ = TorchPreprocessor(AnyECGFeatureExtractor(lead_names=["I"]))(torch.from_numpy(cinc[:1, :1]), 500)
+    values = TorchPreprocessor(AnyECGFeatureExtractor(lead_names=["I"]))(torch.from_numpy(cinc[:1, :1]), 500)["input_values"]
     assert np.abs(values.numpy() - expected).max() < 1e-4
 
 
@@ -43,7 +44,7 @@ def test_equals_the_cpu_extractor(cinc):
     """Same float64 chain as the numba path: they agree to float32 output rounding."""
     fe = AnyECGFeatureExtractor()
     cpu = fe(list(cinc), sampling_rate=500)["input_values"]
-    values, _ = TorchPreprocessor(fe)(cinc, 500)
+    values = TorchPreprocessor(fe)(cinc, 500)["input_values"]
     assert np.abs(values.numpy() - cpu).max() < 1e-6
 
 
@@ -55,8 +56,9 @@ def test_resampled_records_equal_the_cpu_extractor(cinc, fs):
     raw = sps.resample_poly(cinc[:2], up, down, axis=-1) + 0.3  # a record recorded at `fs`, with a DC offset
     fe = AnyECGFeatureExtractor()
     cpu = fe(list(raw), sampling_rate=fs)
-    values, sample_mask = TorchPreprocessor(fe)(torch.from_numpy(raw), fs)
-    assert np.array_equal(sample_mask.numpy(), cpu["sample_mask"])
+    out = TorchPreprocessor(fe)(torch.from_numpy(raw), fs)
+    values = out["input_values"]
+    assert np.array_equal(out["sample_mask"].numpy(), cpu["sample_mask"])
     assert np.abs(values.numpy() - cpu["input_values"]).max() < 1e-5
 
 
@@ -108,8 +110,10 @@ def test_masked_lead_and_short_record_match_the_cpu_extractor(cinc):
     names = list(fe.lead_names)
     cpu = fe([short[0], np.delete(short[1], 4, axis=0)], sampling_rate=500,
              lead_names=[names, names[:4] + names[5:]])
-    values, sample_mask = TorchPreprocessor(fe)(torch.from_numpy(short), 500, lead_mask=torch.from_numpy(mask))
-    assert np.array_equal(cpu["lead_mask"], mask) and np.array_equal(sample_mask.numpy(), cpu["sample_mask"])
+    out = TorchPreprocessor(fe)(torch.from_numpy(short), 500, lead_mask=torch.from_numpy(mask))
+    values = out["input_values"]
+    assert np.array_equal(out["lead_mask"].numpy(), mask) and np.array_equal(cpu["lead_mask"], mask)
+    assert np.array_equal(out["sample_mask"].numpy(), cpu["sample_mask"])
     assert np.abs(values.numpy() - cpu["input_values"]).max() < 1e-6
     assert not values[1, 4].any() and not values[:, :, 3000:].any()
 
@@ -118,19 +122,17 @@ def test_masked_lead_and_short_record_match_the_cpu_extractor(cinc):
 def test_other_normalisations_match(cinc, normalization):
     fe = AnyECGFeatureExtractor(normalization=normalization, notch_freq=60.0)
     cpu = fe(list(cinc[:2]), sampling_rate=500)["input_values"]
-    values, _ = TorchPreprocessor(fe)(torch.from_numpy(cinc[:2]), 500)
+    values = TorchPreprocessor(fe)(torch.from_numpy(cinc[:2]), 500)["input_values"]
     scale = max(1.0, np.abs(cpu).max())
     assert np.abs(values.numpy() - cpu).max() < 1e-6 * scale
 
 
-def test_rejects_wrong_shapes_and_sliding_windows(cinc):
+def test_rejects_wrong_shapes(cinc):
     tp = TorchPreprocessor(AnyECGFeatureExtractor())
     with pytest.raises(ValueError, match="12 leads"):
         tp(torch.from_numpy(cinc[:, :3]), 500)
     with pytest.raises(ValueError, match=r"\(batch, leads, samples\)"):
         tp(torch.from_numpy(cinc[0]), 500)
-    with pytest.raises(ValueError, match="sliding"):
-        TorchPreprocessor(AnyECGFeatureExtractor(windowing="sliding"))
 
 
 @pytest.mark.parametrize("windowing", ["first", "center"])
@@ -143,6 +145,18 @@ def test_long_record_window_is_the_full_resampling_windowed(cinc, windowing):
     full = sps.resample_poly(raw, 1, 2, axis=-1, padtype="line")
     start = 0 if windowing == "first" else (full.shape[-1] - 5000) // 2
     expected = fe(list(full[..., start:start + 5000]), sampling_rate=500)["input_values"]
-    values, _ = TorchPreprocessor(fe)(torch.from_numpy(raw), 1000)
+    values = TorchPreprocessor(fe)(torch.from_numpy(raw), 1000)["input_values"]
     assert np.abs(values.numpy() - expected).max() < 1e-6
     assert np.abs(values.numpy() - fe(list(raw), sampling_rate=1000)["input_values"]).max() < 1e-3
+
+
+def test_sliding_windows_match_the_cpu_extractor(cinc):
+    """A 23 s record at 500 Hz in sliding windows (stride 4000, the last aligned to the end): the same windows,
+    lead masks and window -> record index as the CPU extractor."""
+    long = np.concatenate([cinc[:2], cinc[:2], cinc[:2, :, :1500]], axis=-1)
+    fe = AnyECGFeatureExtractor(windowing="sliding", window_stride=4000)
+    cpu = fe(list(long), sampling_rate=500, return_window_index=True)
+    out = TorchPreprocessor(fe)(torch.from_numpy(long), 500)
+    assert out["input_values"].shape == cpu["input_values"].shape == (2 * 3, 12, 5000)
+    assert np.array_equal(out["window_to_record"].numpy(), cpu["window_to_record"])
+    assert np.abs(out["input_values"].numpy() - cpu["input_values"]).max() < 1e-6

@@ -158,29 +158,29 @@ def torch_resample(x: torch.Tensor, fs_in: float, fs_out: float, start: int = 0,
 
 # ------------------------------------------------------------------------------------------------ the recipe
 class TorchPreprocessor:
-    """`AnyECGFeatureExtractor`'s filtering, baseline removal, z-score and resampling on a torch device.
+    """`AnyECGFeatureExtractor`'s resampling, windowing, filtering, baseline removal and z-score on a torch device.
 
     Args:
-        extractor: the `AnyECGFeatureExtractor` whose options (rate, window, filters, median width, normalisation)
-            define the recipe.
+        extractor: the `AnyECGFeatureExtractor` whose options (rate, window length and mode, filters, median width,
+            normalisation) define the recipe.
         device: where to compute (`"cuda"`, `"cpu"`, ...).
         dtype: compute dtype, float64 by default (the CPU path's precision); float32 halves memory and is faster on
             consumer GPUs, at ~1e-6 of the signal (still far inside the 1e-4 parity tolerance).
 
-    Call it with `x` (B, L, N) raw signals in the model's lead order and mV, one sampling rate `fs` for the batch,
-    and optionally `lead_mask` (B, L) (missing / masked leads: zero output, excluded from the z-score). Returns
-    `(input_values (B, L, num_samples) float32, sample_mask (B, num_samples) bool)` on `device`, the first (or
-    centre) window as the extractor's `windowing` says; `sliding` windows are cut by the caller.
+    Call it with `x` (B, L, N) raw signals of equal length in the model's lead order and mV (NaN allowed: -> 0),
+    one sampling rate `fs` for the batch, and optionally `lead_mask` (B, L) (missing / masked leads: zero output,
+    excluded from the z-score). Returns the extractor's outputs as tensors on `device`: `input_values`
+    (windows, L, num_samples) float32, `lead_mask` (windows, L), `sample_mask` (windows, num_samples) and
+    `window_to_record` (windows,) int64 — one window per record for `first` / `center`, every window for
+    `sliding`. On the CPU the numba path of the extractor is much faster (`docs/speed.md`); this one is for GPUs.
     """
 
     def __init__(self, extractor, device="cpu", dtype: torch.dtype = torch.float64):
-        if extractor.windowing == "sliding":
-            raise ValueError("TorchPreprocessor computes one window per record; cut sliding windows before calling it")
         self.extractor = extractor
         self.device = torch.device(device)
         self.dtype = dtype
 
-    def __call__(self, x, fs: float, lead_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x, fs: float, lead_mask=None) -> dict:
         fe = self.extractor
         x = torch.as_tensor(x).to(self.device, self.dtype)
         if x.ndim != 3:
@@ -193,18 +193,23 @@ class TorchPreprocessor:
         x = torch.nan_to_num(x, nan=0.0) * mask[..., None]
         up, down = filters.rational_ratio(fs, fe.sampling_rate)
         n_total = math.ceil(n_in * up / down)
-        start = 0 if n_total <= fe.num_samples or fe.windowing == "first" else (n_total - fe.num_samples) // 2
-        stop = min(n_total, start + fe.num_samples)
-        x = torch_resample(x, fs, fe.sampling_rate, start, stop)
-        y = self.filter(x)
-        y = self.normalize(y, mask)
-        length = y.shape[-1]
-        values = torch.full((b, n_leads, fe.num_samples), fe.padding_value, dtype=torch.float32, device=self.device)
-        values[..., :length] = torch.where(mask[..., None], y, torch.as_tensor(fe.padding_value, dtype=y.dtype,
-                                                                                device=self.device)).float()
-        sample_mask = torch.zeros(b, fe.num_samples, dtype=torch.bool, device=self.device)
+        starts = fe._window_starts(n_total)
+        if len(starts) == 1:
+            x = torch_resample(x, fs, fe.sampling_rate, starts[0], min(n_total, starts[0] + fe.num_samples))[:, None]
+        else:
+            full = torch_resample(x, fs, fe.sampling_rate)
+            x = torch.stack([full[..., s:s + fe.num_samples] for s in starts], dim=1)
+        n_windows, length = x.shape[1], x.shape[-1]
+        x = x.reshape(b * n_windows, n_leads, length)
+        mask = mask.repeat_interleave(n_windows, dim=0)
+        y = self.normalize(self.filter(x), mask)
+        values = torch.full((len(y), n_leads, fe.num_samples), fe.padding_value, dtype=torch.float32, device=self.device)
+        values[..., :length] = torch.where(mask[..., None], y, torch.zeros((), dtype=y.dtype, device=self.device)
+                                           + fe.padding_value).float()
+        sample_mask = torch.zeros(len(y), fe.num_samples, dtype=torch.bool, device=self.device)
         sample_mask[:, :length] = True
-        return values, sample_mask
+        owners = torch.arange(b, device=self.device).repeat_interleave(n_windows)
+        return {"input_values": values, "lead_mask": mask, "sample_mask": sample_mask, "window_to_record": owners}
 
     def filter(self, x: torch.Tensor) -> torch.Tensor:
         """Notch, band-pass (zero-phase) and running-median subtraction of every row of `x` (..., N)."""
