@@ -117,8 +117,12 @@ def test_report_page_offline_renders_and_is_accessible(reporter, assets, tmp_pat
             px = _png_pixels(img.screenshot_as_png)
             assert px.std() > 20 and (px < 90).mean() > 0.003  # grid + dark traces, not a blank box
             if page.startswith("philips"):  # the cart's measurements are on the page
-                text = driver.find_element(By.ID, "anyecg-report").text
-                assert "PR interval 164 ms" in text and "QTc interval 412 ms" in text
+                cells = driver.execute_script(
+                    "const t = document.getElementById('measurements-table');"
+                    "return [[...t.querySelectorAll('th')].map(c => c.innerText),"
+                    "        [...t.querySelectorAll('td')].map(c => c.innerText)];")
+                shown = dict(zip(*cells))
+                assert shown["PR interval"] == "164 ms" and shown["QTc interval"] == "412 ms", shown
     finally:
         driver.quit()
 

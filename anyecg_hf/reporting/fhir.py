@@ -200,3 +200,20 @@ def write_fhir_bundle(bundle: dict, path) -> str:
         f.write("\n")
     os.replace(tmp, path)
     return path
+
+
+def write_fhir_folder(profiles, out, model: ModelInfo | dict, *, issued: str | None = None) -> list[str]:
+    """Write `out/<record>.json`, one bundle per profile (`anyecg profile --format fhir`); record ids are made
+    file-safe, and a repeated id gets a numbered suffix rather than overwriting. Returns the paths written."""
+    os.makedirs(out, exist_ok=True)
+    issued = issued or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    used, paths = set(), []
+    for profile in profiles:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(profile.get("record"))).strip("._") or "ecg"
+        stem, k = name, 1
+        while name in used:
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name)
+        paths.append(write_fhir_bundle(fhir_bundle(profile, model, issued=issued), os.path.join(out, f"{name}.json")))
+    return paths
