@@ -18,7 +18,10 @@ COMMANDS = (
     "plot",
     "evaluate",
     "build_dataset",
+    "build_targets",
     "export_onnx",
+    "report",  # report (HTML per ECG, issue 22)
+    "app",  # web app (Gradio, extra [app])
 )
 
 

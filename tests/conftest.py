@@ -12,12 +12,6 @@ from anyecg_hf.testing import parity_dir, assets_dir, tiny_config, write_seeded_
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "floors: also run by .ci/run in a virtualenv with the lowest dependency versions setup.py allows "
-        "(Auto classes, remote code, pipelines, recipes, evaluation)")
-
-
 @pytest.fixture(scope="session")
 def assets():
     path = assets_dir()
@@ -56,3 +50,22 @@ def tiny():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "fuzz_large: the 1,000-files-per-format fuzz (minutes); runs only with `-m fuzz_large` "
+        "(a separate step of .ci/run)")
+    config.addinivalue_line(
+        "markers", "floors: also run by .ci/run in a virtualenv with the lowest dependency versions setup.py allows "
+        "(Auto classes, remote code, pipelines, recipes, evaluation)")
+
+
+def pytest_collection_modifyitems(config, items):
+    expr = config.getoption("-m") or ""
+    if "fuzz_large" in expr and "not fuzz_large" not in expr:
+        return
+    skip = pytest.mark.skip(reason="large fuzz: run with -m fuzz_large (a separate .ci/run step)")
+    for item in items:
+        if "fuzz_large" in item.keywords:
+            item.add_marker(skip)

@@ -10,10 +10,12 @@ A label table has one row per ECG record:
     - **wide**: one column per condition (header = condition id, code or name) holding 1 / 0, or blank for
       "unknown" (that entry gets `label_mask = 0` and is left out of the loss and the metrics).
 * optional future-risk columns per condition of the risk label space: `time_<condition>` (years from the ECG to
-  onset or censoring, >= 0) and `event_<condition>` (1 = onset observed, 0 = censored). A condition whose time or
+  onset or censoring, 0-150) and `event_<condition>` (1 = onset observed, 0 = censored; an event at time 0 is
+  refused: a condition present at the ECG is a diagnosis label). A condition whose time or
   event is blank is unknown for that person (`at_risk_mask = 0`).
 * optional `patient_id` (or `patient`, `subject_id`), used for patient-level splits and bootstrap resampling.
-* optional `path`: the record's file, relative to the records folder (else found by record id).
+* optional `path`: the record's file, relative to the records folder (else found by record id); a path that leads
+  outside the records folder (absolute, `..`, a link) is refused.
 * optional continuous traits named in `regression_columns` (blank = unknown).
 
 `read_label_table` checks every row and raises one `LabelTableError` that lists every offending row (records that
@@ -46,6 +48,7 @@ _SEPARATORS = re.compile(r"[,;|\s]+")
 _TRUE = {"1", "1.0", "true", "yes", "y", "t"}
 _FALSE = {"0", "0.0", "false", "no", "n", "f"}
 MAX_LISTED_PER_KIND = 1000
+MAX_EVENT_YEARS = 150.0  # no follow-up is longer than a human life: 1e9 years is a unit or parsing error
 
 
 @dataclass(frozen=True)
@@ -363,8 +366,16 @@ def read_label_table(
             if rid and paths[i] is None and rid not in available:
                 problems.append(LabelProblem("missing record", i, rid, f"no ECG file for record {rid!r} in the records folder"))
     if records_dir is not None and path_col is not None:
+        base = os.path.realpath(records_dir)
         for i, p in enumerate(paths):
-            if p is not None and not (Path(records_dir) / p).exists() and not _wfdb_exists(Path(records_dir) / p):
+            if p is None:
+                continue
+            real = os.path.realpath(os.path.join(base, p))
+            if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+                # an absolute path, `..` or a link leaving the records folder: a typo or a table from elsewhere
+                problems.append(LabelProblem("path outside the records folder", i, record_ids[i],
+                                             f"file {p!r} is not inside {records_dir}"))
+            elif not (Path(records_dir) / p).exists() and not _wfdb_exists(Path(records_dir) / p):
                 problems.append(LabelProblem("missing record", i, record_ids[i], f"file {p!r} does not exist under {records_dir}"))
 
     aliases = {str(k): str(v) for k, v in (code_aliases or {}).items()}
@@ -482,6 +493,16 @@ def read_label_table(
                     continue
                 if t < 0:
                     problems.append(LabelProblem("negative event time", i, rid, f"column {tcol!r} holds {t:g} years (must be >= 0)"))
+                    continue
+                if t > MAX_EVENT_YEARS:
+                    problems.append(LabelProblem("implausible event time", i, rid,
+                                                 f"column {tcol!r} holds {t:g} years (more than {MAX_EVENT_YEARS:g}: "
+                                                 "days or a parsing error?)"))
+                    continue
+                if t == 0 and e == 1:
+                    problems.append(LabelProblem("event at time 0", i, rid,
+                                                 f"{ecol!r} = 1 at {tcol!r} = 0: a condition present at the ECG is a "
+                                                 "diagnosis label, not a future event (or give the onset time)"))
                     continue
                 event_times[i, j], events[i, j], at_risk_mask[i, j] = t, e, True
 
