@@ -125,6 +125,43 @@ def test_evaluate_150_label_model_on_cinc_codes(cinc_scored, ecgfounder_space_mo
             assert not row["defined"]
     assert aucs and metrics["macro_auroc"] == pytest.approx(np.mean(aucs), abs=1e-9)
 
+    # thresholds: Youden's J on the validation split, recomputed here by brute force from that split's predictions
+    assert "thresholds: Youden's J on the validation split" in printed
+    val_report = tmp_path / "val_report"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["evaluate", "--model", str(ecgfounder_space_model), "--dataset", str(cinc_scored),
+                     "--split", "validation", "--out", str(val_report), "--n-bootstrap", "0", "--subgroups", "none"])
+    assert code == 0
+    assert "chosen on the validation split itself (optimistic" in capsys.readouterr().out
+    assert "optimistic" in (val_report / "model_card_section.md").read_text()
+    val = load_ecg_dataset(cinc_scored, split="validation")
+    yv = np.asarray(val["labels"])
+    pv = pd.read_parquet(val_report / "predictions.parquet")
+    checked = 0
+    for _, row in table.iterrows():
+        j = data_space.index(row["id"])
+        if 0 < yv[:, j].sum() < len(yv):
+            assert row["threshold_source"] == "validation"
+            assert row["threshold"] == _youden(yv[:, j], pv[f"prob_{expected[row['id']]}"].to_numpy())
+            checked += 1
+        elif row["defined"]:
+            assert row["threshold_source"] == "evaluated data (optimistic)"
+    assert checked
+    assert "Operating thresholds: youden, chosen on" in (report / "model_card_section.md").read_text()
+    assert (table.loc[table["defined"] & (table["n_pos"] < 10), "ci_note"] == "n too small").all()
+
+
+def _youden(y, p):
+    """The highest threshold maximising sensitivity + specificity - 1 (brute force over the scores)."""
+    best, best_t = -np.inf, None
+    for t in sorted(set(p.tolist()), reverse=True):
+        pred = p >= t
+        j = pred[y == 1].mean() + (~pred[y == 0]).mean() - 1
+        if j > best + 1e-12:
+            best, best_t = j, t
+    return best_t
+
 
 def test_collect_predictions_never_computes_a_loss_over_other_label_columns():
     from anyecg_hf import AnyECGForDiagnosis

@@ -259,7 +259,13 @@ def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
     assert {"metrics.json", "model_card_section.md", "predictions.parquet", "report.md", "diagnosis"} <= files
     assert (report / "diagnosis" / "forest_auroc.png").stat().st_size > 1000
     table = pd.read_csv(report / "diagnosis" / "table.csv")
-    assert table["auroc_ci_low"].notna().any()  # bootstrap CIs were computed
+    # bootstrap CIs were computed; conditions with fewer than 10 positives get none ("n too small")
+    assert ((table["n_pos"] >= 10) & table["defined"]).eq(table["auroc_ci_low"].notna()).all()
+    assert (table.loc[table["defined"] & (table["n_pos"] < 10), "ci_note"] == "n too small").all()
+    summary = json.loads((report / "diagnosis" / "summary.json").read_text())
+    assert summary["summary"]["macro_auroc_ci_low"] < summary["summary"]["macro_auroc_ci_high"]
+    # the dataset has a validation split: thresholds were chosen there
+    assert "chosen on the validation split" in (report / "model_card_section.md").read_text()
     metrics = json.loads((report / "metrics.json").read_text())
     preds = pd.read_parquet(report / "predictions.parquet")
     test = load_ecg_dataset(dataset, split="test")

@@ -148,7 +148,7 @@ class EvaluationResult:
 
 def evaluate_predictions(preds: dict, config, data_label_space=None, data_risk_label_space=None, data_regression_names=None,
                          patient_ids=None, n_bootstrap: int = 0, seed: int = 0, subgroups=None,
-                         label_match=None) -> EvaluationResult:
+                         label_match=None, validation_preds: dict | None = None) -> EvaluationResult:
     """Evaluate gathered predictions (`collect_predictions`) against the dataset's targets.
 
     Args:
@@ -161,6 +161,10 @@ def evaluate_predictions(preds: dict, config, data_label_space=None, data_risk_l
         subgroups (*optional*): passed to `evaluate_diagnosis` (e.g. `{"sex": [...]}`).
         label_match (`LabelMatch`, *optional*): how the dataset's label columns pair with the model's outputs
             (default: `match_label_spaces(config.label_space, data_label_space)`). Only matched pairs are scored.
+        validation_preds (`dict`, *optional*): `collect_predictions` on the dataset's validation split (same label
+            space); each condition's operating threshold (Youden's J) is chosen there, so the reported sensitivity and
+            specificity are not optimistic. Without it, or where the validation split has no positive or no
+            negative, the threshold is chosen on the evaluated data and marked "optimistic".
 
     Returns:
         `EvaluationResult` with metrics `eval_loss`, `macro_auroc`, `macro_auprc`, `micro_auroc`, `mean_harrell_c`,
@@ -173,6 +177,7 @@ def evaluate_predictions(preds: dict, config, data_label_space=None, data_risk_l
         res.metrics["eval_loss"] = preds["loss"]
     if "diagnosis_probs" in preds and "labels" in preds:
         from ..evaluation.label_matching import match_label_spaces
+        from ..evaluation.thresholds import thresholds_on
 
         match = label_match or match_label_spaces(config.label_space, data_label_space or config.label_space)
         res.label_match = match
@@ -182,10 +187,17 @@ def evaluate_predictions(preds: dict, config, data_label_space=None, data_risk_l
             cols, outs = match.data_index, match.model_index
             mask = preds.get("label_mask")
             space = LabelSpace([match.data_space[j] for j in cols], name=getattr(match.data_space, "name", None))
+            thresholds, split = "youden", None
+            if validation_preds is not None and "diagnosis_probs" in validation_preds and "labels" in validation_preds:
+                vmask = validation_preds.get("label_mask")
+                thresholds = thresholds_on(validation_preds["labels"][:, cols],
+                                           validation_preds["diagnosis_probs"][:, outs],
+                                           None if vmask is None else vmask[:, cols])
+                split = "validation"
             res.diagnosis_report = evaluate_diagnosis(
                 preds["labels"][:, cols], preds["diagnosis_probs"][:, outs], space,
                 label_mask=None if mask is None else mask[:, cols], patient_ids=patient_ids, n_bootstrap=n_bootstrap,
-                seed=seed, subgroups=subgroups)
+                seed=seed, subgroups=subgroups, threshold_method=thresholds, threshold_split=split)
             table = res.diagnosis_report.table
             table.insert(4, "model_id", [match.model_space[i].id for i in outs])
             table.insert(5, "matched_by", [how for _, _, how in match.pairs])
