@@ -1,26 +1,10 @@
-"""Fast inference runtimes: CPU thread settings, ONNX export and an ONNX Runtime model wrapper.
-
-- `configure_cpu_threads()`: one PyTorch intra-op thread per available core (see `docs/speed.md`).
-- `export_onnx(model, path)`: a single `.onnx` file with dynamic batch (and length); `anyecg export-onnx` wraps it.
-- `OnnxECGModel(path)`: runs that file on ONNX Runtime and returns the PyTorch model's output class.
-
-ONNX pieces need the `onnx` extra (`pip install 'anyecg_hf[onnx]'`) and are imported on first use.
+"""How the model runs on this machine: CPU threads (`configure_cpu_threads()`: one PyTorch intra-op thread per
+available core, see `docs/speed.md`), device and precision. ONNX export and the ONNX Runtime wrapper are in
+`anyecg_hf.export`.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from .threads import available_cpus, configure_cpu_threads, default_num_threads
 
-_LAZY = {"export_onnx": ".onnx", "OnnxECGModel": ".onnx", "ONNXExportError": ".onnx"}
-
-__all__ = ["ONNXExportError", "OnnxECGModel", "available_cpus", "configure_cpu_threads", "default_num_threads", "export_onnx"]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["available_cpus", "configure_cpu_threads", "default_num_threads"]
