@@ -187,7 +187,8 @@ def resolve_model(model=None, *, revision: str | None = None, leads: int = 12, c
         if not ok:
             raise _unavailable(f"the Hub ({_hub_endpoint()}) cannot be reached ({why})", target, leads, revision)
         try:
-            pth = hf_hub_download(DEFAULT_MODEL_ID, filename, revision=revision)
+            # the endpoint the probe just reached (HF_ENDPOINT read now, not when huggingface_hub was imported)
+            pth = hf_hub_download(DEFAULT_MODEL_ID, filename, revision=revision, endpoint=_hub_endpoint())
         except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
             raise _unavailable(f"downloading failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})",
                                target, leads, revision) from None
