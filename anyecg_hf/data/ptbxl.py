@@ -18,8 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..modeling.label_space import Condition, LabelSpace
-from .builder import build_ecg_dataset, split_by_column
-from .labels import LabelProblem, LabelTableError
+from .builder import build_ecg_dataset
+from .splits import split_by_column
+from .label_table import LabelProblem, LabelTableError
 
 LEVELS = ("all", "diagnostic", "form", "rhythm", "subclass", "superclass")
 FOLD_SPLITS = {**{str(i): "train" for i in range(1, 9)}, "9": "validation", "10": "test"}

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .detect import EXTENSIONS, FORMATS, WFDB_DATA_EXTENSIONS, detect_format, sniff_format, wfdb_header_for
+from .detect import FORMATS, detect_format, wfdb_header_for
+from .folders import walk_ecg_files
 from .record import ECGReadError, ECGRecord, finalize
 
 # format -> (module, reader function)
@@ -121,23 +122,6 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
     return finalize(record, path, fmt)
 
 
-def _candidate(path: Path) -> bool:
-    """Whether a folder walk should try `path` (WFDB data files are read through their `.hea`)."""
-    suffix = path.suffix.lower()
-    if suffix in WFDB_DATA_EXTENSIONS:
-        return False
-    if suffix in EXTENSIONS or suffix == ".xml":
-        return True
-    if suffix == "":
-        try:
-            with open(path, "rb") as f:
-                head = f.read(65536)
-            return sniff_format(head) is not None
-        except (OSError, ECGReadError):
-            return False
-    return False
-
-
 class ECGDirectoryReader:
     """Iterator over the ECG records of a folder (returned by `read_ecg_dir`).
 
@@ -146,7 +130,7 @@ class ECGDirectoryReader:
     READMEs, WFDB `.dat`/`.mat` data files read through their `.hea`, ...) are listed in `skipped`.
 
     Attributes:
-        files (`list[pathlib.Path]`): the files that will be read, in sorted order.
+        files (`list[pathlib.Path]`): the files that will be read, in the order of `walk_ecg_files`.
         errors (`list[tuple[str, str, str]]`): unreadable files so far.
         skipped (`list[str]`): files ignored by the walk.
         n_read (`int`): records yielded so far.
@@ -162,17 +146,7 @@ class ECGDirectoryReader:
         self.errors: list[tuple[str, str, str]] = []
         self.skipped: list[str] = []
         self.n_read = 0
-        walker = self.folder.rglob("*") if recursive else self.folder.glob("*")
-        files = []
-        for p in sorted(walker):
-            rel = p.relative_to(self.folder).parts
-            if any(part.startswith(".") for part in rel) or not p.is_file():
-                continue
-            if _candidate(p):
-                files.append(p)
-            elif not (p.suffix.lower() in WFDB_DATA_EXTENSIONS and wfdb_header_for(p) is not None):
-                self.skipped.append(str(p))  # a WFDB data file is read through its .hea: not "skipped"
-        self.files: list[Path] = files
+        self.files: list[Path] = [Path(p) for p in walk_ecg_files(self.folder, recursive=recursive, skipped=self.skipped)]
         self._progress = progress
         self._iter = None
 

@@ -1,0 +1,74 @@
+"""Splitting a built dataset: patient-level random splits, splits from a column, and the patient-disjointness check."""
+
+from __future__ import annotations
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+
+
+def patient_split(ds: Dataset, fractions: dict, seed: int = 0, patient_column: str = "patient_id") -> DatasetDict:
+    """Split by patient: every record of a patient lands in the same split.
+
+    Patients are shuffled (seeded) and assigned in turn to the split furthest below its target share of records, so
+    the record fractions match `fractions` as closely as whole patients allow.
+
+    Args:
+        ds (`Dataset`): with a `patient_column`.
+        fractions (`dict[str, float]`): split name -> fraction of records (normalised to sum to 1).
+        seed (`int`): shuffling seed.
+    """
+    if not fractions or any(v < 0 for v in fractions.values()) or sum(fractions.values()) <= 0:
+        raise ValueError(f"fractions must be non-negative with a positive sum, got {fractions}.")
+    names = list(fractions)
+    target = np.array([fractions[n] for n in names], float)
+    target /= target.sum()
+    patients = list(ds[patient_column])
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(patients):
+        groups.setdefault(p, []).append(i)
+    order = list(groups)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(order)
+    counts = np.zeros(len(names))
+    assigned: list[list[int]] = [[] for _ in names]
+    for p in order:
+        idx = groups[p]
+        # the split whose share would be furthest below target after adding this patient
+        deficit = target * (counts.sum() + len(idx)) - counts
+        k = int(np.argmax(deficit))
+        assigned[k].extend(idx)
+        counts[k] += len(idx)
+    return DatasetDict({n: ds.select(sorted(a)) for n, a in zip(names, assigned)})
+
+
+def split_by_column(ds: Dataset, column: str, mapping: dict | None = None) -> DatasetDict:
+    """Split on the values of `column` (e.g. a `split` column, or PTB-XL folds with `mapping={"9": "validation"}`).
+
+    Args:
+        mapping (`dict`, *optional*): value (as text) -> split name; values not in it keep their own name. Map a value
+            to `None` to drop its rows.
+    """
+    if column not in ds.column_names:
+        raise ValueError(f"Cannot split on {column!r}: the dataset has columns {ds.column_names}.")
+    values = [None if v is None else str(v) for v in ds[column]]
+    mapping = mapping or {}
+    splits: dict[str, list[int]] = {}
+    for i, v in enumerate(values):
+        name = mapping.get(v, v)
+        if name is None:
+            continue
+        splits.setdefault(name, []).append(i)
+    return DatasetDict({n: ds.select(idx) for n, idx in splits.items()})
+
+
+def check_patient_disjoint(dsd: DatasetDict, patient_column: str = "patient_id") -> None:
+    """Raise `ValueError` naming the patients that appear in more than one split."""
+    seen: dict[str, str] = {}
+    clash = []
+    for name, part in dsd.items():
+        for p in set(part[patient_column]):
+            if p in seen and seen[p] != name:
+                clash.append(f"{p} ({seen[p]}, {name})")
+            seen.setdefault(p, name)
+    if clash:
+        raise ValueError(f"{len(clash)} patient(s) are in more than one split: {', '.join(clash[:20])}")
