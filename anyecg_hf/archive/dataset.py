@@ -114,7 +114,7 @@ class ECGFileDataset(Dataset):
         self.read_kwargs = dict(read_kwargs or {})
         self.quality = quality
         self.gate = gate
-        self.parent_pid = None  # set in each reader process (`runner._worker_init`): who clears and sets the gate
+        self.parent_pid = None  # set in each reader process (`cpu.worker_init`): who clears and sets the gate
 
     def __len__(self) -> int:
         return len(self.paths)
