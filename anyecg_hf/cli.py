@@ -25,7 +25,10 @@ COMMANDS = {
     "evaluate": ("evaluate", "evaluate a model on a dataset split (AUROC/AUPRC with CIs, C-index, calibration, "
                  "model-card section)"),
     "build-dataset": ("build_dataset", "build a fine-tuning dataset from a folder of ECG files and a label table"),
+    "build-targets": ("build_targets", "build phecode diagnosis and risk targets from EHR extracts (diagnosis codes, "
+                      "follow-up)"),
     "export-onnx": ("export_onnx", "export a model to ONNX (dynamic batch) and check it with ONNX Runtime"),
+    "report": ("report", "HTML report per ECG (tracing, measurements, top conditions, quality, risk) + index page"),
 }
 
 

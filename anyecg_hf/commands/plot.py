@@ -60,7 +60,7 @@ def run(args) -> int:
         return 0
 
     from ..attribution import explain_record
-    from ..pipelines.default_model import load_model_and_extractor
+    from ..prediction import load_model_and_extractor
     from ..pipelines.profiling import ECGProfilingPipeline
 
     try:
@@ -86,7 +86,7 @@ def run(args) -> int:
             raise CLIError(str(err)) from None
     title = f"{record.record_id}  |  model: {_model_name(model, args.model)}"
     subtitle = f"{record.num_leads} leads, {record.sampling_rate:g} Hz, {record.duration:.1f} s   " + "   ".join(lines)
-    plot_ecg(record, attributions=attributions, title=title, subtitle=subtitle[:400], layout=args.layout,
+    plot_ecg(record, attributions=attributions, title=title, subtitle=subtitle, layout=args.layout,
              start=args.start, filtered=not args.no_filter, dpi=args.dpi, out=args.out)
     print(f"wrote {args.out}")
     if attributions is not None:

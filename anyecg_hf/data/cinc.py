@@ -16,7 +16,8 @@ import pandas as pd
 from ..modeling.label_space import Condition, LabelSpace
 from .builder import build_ecg_dataset
 
-# SNOMED-CT code -> (abbreviation, name) for the Challenge's scored classes and other common codes.
+# SNOMED-CT code -> (abbreviation, name) for the Challenge's scored classes and other common codes, as the Challenge's
+# dx_mapping_scored.csv / dx_mapping_unscored.csv name them (physionetchallenges/evaluation-2021, BSD-2-Clause).
 SNOMED_NAMES = {
     "164889003": ("AF", "atrial fibrillation"),
     "164890007": ("AFL", "atrial flutter"),
@@ -54,13 +55,14 @@ SNOMED_NAMES = {
     "428750005": ("NSSTTA", "nonspecific st t abnormality"),
     "164873001": ("LVH", "left ventricular hypertrophy"),
     "55827005": ("LVHV", "left ventricular high voltage"),
-    "253352002": ("LAE", "left atrial enlargement"),
+    "253352002": ("LAA", "left atrial abnormality"),
     "713422000": ("ATach", "atrial tachycardia"),
     "89792004": ("RVH", "right ventricular hypertrophy"),
-    "67741000119109": ("LAE2", "left atrial enlargement (2)"),
+    "67741000119109": ("LAE", "left atrial enlargement"),
     "426434006": ("AnMIs", "anterior ischemia"),
     "251170000": ("BPAC", "blocked premature atrial contraction"),
-    "251187003": ("AnMI", "anterior myocardial infarction"),
+    "251187003": ("AED", "atrial escape beat"),
+    "54329005": ("AnMI", "anterior myocardial infarction"),
     "164930006": ("STIAb", "st interval abnormal"),
     "164865005": ("MI", "myocardial infarction"),
     "164861001": ("MIs", "myocardial ischemia"),
@@ -69,11 +71,13 @@ SNOMED_NAMES = {
 # Codes the Challenge scored as the same class (second -> first).
 CINC2021_EQUIVALENT_CODES = {"733534002": "164909002", "713427006": "59118001", "63593006": "284470004", "17338001": "427172004"}
 
-# The 26 scored classes (one code each, equivalents merged as above), in the order of the Challenge's weights table.
+# The 26 scored classes, one code each (equivalents merged onto the code named in `CINC2021_EQUIVALENT_CODES`), in the
+# row order of the Challenge's weights.csv: AF, AFL, BBB, Brady, CLBBB|LBBB, CRBBB|RBBB, IAVB, IRBBB, LAD, LAnFB, LPR,
+# LQRSV, LQT, NSIVCB, NSR, PAC|SVPB, PR, PRWP, PVC|VPB, QAb, RAD, SA, SB, STach, TAb, TInv.
 CINC2021_SCORED = (
     "164889003", "164890007", "6374002", "426627000", "164909002", "59118001", "270492004", "713426002", "39732003",
-    "445118002", "251146004", "698252002", "10370003", "365413008", "427172004", "164947007", "111975006", "164917005",
-    "47665007", "427393009", "426177001", "426783006", "427084000", "284470004", "164934002", "59931005",
+    "445118002", "164947007", "251146004", "111975006", "698252002", "426783006", "284470004", "10370003", "365413008",
+    "427172004", "164917005", "47665007", "427393009", "426177001", "427084000", "164934002", "59931005",
 )
 
 

@@ -8,6 +8,13 @@ Layout (as downloaded): `ptbxl_database.csv` (one row per ECG: `ecg_id`, `patien
 
 The official split (Wagner et al., 2020) is folds 1-8 for training, 9 for validation and 10 for testing; that is what
 `build_ptbxl` returns.
+
+Benchmark mode (`ptbxl_benchmark_table`, `build_ptbxl(..., benchmark=True)`) follows the PTB-XL benchmark of
+Strodthoff et al. (2020, helme/ecg_ptbxl_benchmarking) for its six tasks `BENCHMARK_TASKS`: every statement of a
+record counts whatever its likelihood; a task keeps the labels that occur at least once; records without a label at
+the task's level are DROPPED (21,430 of 21,837 records keep a diagnostic label, 8,978 a form label, 21,030 a rhythm
+label), giving 71 / 44 / 23 / 5 / 19 / 12 labels. The ordinary builder keeps such records as all-negative rows
+unless `drop_unlabelled=True`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from .splits import split_by_column
 from .label_table import LabelProblem, LabelTableError
 
 LEVELS = ("all", "diagnostic", "form", "rhythm", "subclass", "superclass")
+# The benchmark's task names; subdiagnostic / superdiagnostic are the diagnostic subclass / superclass levels.
+BENCHMARK_TASKS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
+_LEVEL_ALIASES = {"subdiagnostic": "subclass", "superdiagnostic": "superclass"}
 FOLD_SPLITS = {**{str(i): "train" for i in range(1, 9)}, "9": "validation", "10": "test"}
 
 
@@ -39,10 +49,12 @@ def ptbxl_label_space(statements: pd.DataFrame, level: str = "all") -> tuple[Lab
     Args:
         statements: `scp_statements.csv` read with the statement acronym as index.
         level (`str`): `"all"` statements, `"diagnostic"`, `"form"`, `"rhythm"`, or the diagnostic `"subclass"` /
-            `"superclass"` aggregations of the PTB-XL benchmark.
+            `"superclass"` aggregations of the PTB-XL benchmark (also by the benchmark's names `"subdiagnostic"` /
+            `"superdiagnostic"`).
     """
+    level = _LEVEL_ALIASES.get(level, level)
     if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, got {level!r}.")
+        raise ValueError(f"level must be one of {LEVELS + tuple(_LEVEL_ALIASES)}, got {level!r}.")
     mapping: dict[str, list[str]] = {}
     conds: list[Condition] = []
     if level in ("subclass", "superclass"):
@@ -67,7 +79,8 @@ def ptbxl_label_space(statements: pd.DataFrame, level: str = "all") -> tuple[Lab
     return LabelSpace(conds, name=f"ptbxl-{level}"), mapping
 
 
-def ptbxl_label_table(root, sampling_rate: int = 500, level: str = "all", min_likelihood: float = 0.0):
+def ptbxl_label_table(root, sampling_rate: int = 500, level: str = "all", min_likelihood: float = 0.0,
+                      drop_unlabelled: bool = False):
     """The label table of a PTB-XL folder and its label space.
 
     Args:
@@ -75,6 +88,8 @@ def ptbxl_label_table(root, sampling_rate: int = 500, level: str = "all", min_li
         sampling_rate (`int`): 500 (`filename_hr`) or 100 (`filename_lr`).
         level (`str`): see `ptbxl_label_space`.
         min_likelihood (`float`): keep statements with at least this likelihood (0 keeps all, as the benchmark does).
+        drop_unlabelled (`bool`): drop records with no label at this level (the benchmark does; by default they
+            stay as all-negative rows).
 
     Returns:
         `(table, label_space)`: `table` has `record_id` (= `ecg_id`), `patient_id`, `codes`, `age`, `sex`,
@@ -118,17 +133,43 @@ def ptbxl_label_table(root, sampling_rate: int = 500, level: str = "all", min_li
         })
     if problems:
         raise LabelTableError(str(root / "ptbxl_database.csv"), problems, csv_lines=True)
-    return pd.DataFrame(rows), space
+    table = pd.DataFrame(rows)
+    if drop_unlabelled:
+        table = table[table["codes"] != ""].reset_index(drop=True)
+    return table, space
 
 
-def build_ptbxl(root, sampling_rate: int = 500, level: str = "all", min_likelihood: float = 0.0, **kwargs):
+def ptbxl_benchmark_table(root, task: str, sampling_rate: int = 500):
+    """The label table and label space of one task of the PTB-XL benchmark (see the module docstring).
+
+    Args:
+        task (`str`): one of `BENCHMARK_TASKS`.
+
+    Returns:
+        `(table, label_space)` as `ptbxl_label_table`, without unlabelled records, the label space restricted to the
+        labels that occur (in the file's statement order); `label_space.name` is `ptbxl-<task>`.
+    """
+    if task not in BENCHMARK_TASKS:
+        raise ValueError(f"PTB-XL benchmark task must be one of {BENCHMARK_TASKS}, got {task!r}.")
+    table, space = ptbxl_label_table(root, sampling_rate, task, min_likelihood=0.0, drop_unlabelled=True)
+    present = {c for cell in table["codes"] for c in cell.split(",") if c}
+    space = LabelSpace([c for c in space if c.id in present], name=f"ptbxl-{task}")
+    return table, space
+
+
+def build_ptbxl(root, sampling_rate: int = 500, level: str = "all", min_likelihood: float = 0.0, *,
+                drop_unlabelled: bool = False, benchmark: bool = False, **kwargs):
     """Build PTB-XL as a `DatasetDict` with the official splits: train (folds 1-8), validation (9), test (10).
 
     Args:
-        root, sampling_rate, level, min_likelihood: see `ptbxl_label_table`.
+        root, sampling_rate, level, min_likelihood, drop_unlabelled: see `ptbxl_label_table`.
+        benchmark (`bool`): the benchmark's task (`level` one of `BENCHMARK_TASKS`): `ptbxl_benchmark_table`.
         kwargs: passed to `build_ecg_dataset` (`storage`, `num_proc`, `cache_dir`, `return_report`, ...).
     """
-    table, space = ptbxl_label_table(root, sampling_rate, level, min_likelihood)
+    if benchmark:
+        table, space = ptbxl_benchmark_table(root, level, sampling_rate)
+    else:
+        table, space = ptbxl_label_table(root, sampling_rate, level, min_likelihood, drop_unlabelled)
     return_report = kwargs.pop("return_report", False)
     ds, report = build_ecg_dataset(root, table, space, return_report=True, scan=False, **kwargs)
     dsd = split_by_column(ds, "strat_fold", FOLD_SPLITS)

@@ -36,6 +36,9 @@ _LAZY = {
     "metric_path": ".metrics",
     "load_metric": ".metrics",
     "METRICS": ".metrics",
+    "cinc2021_challenge_score": ".challenge",
+    "cinc2021_class_matrix": ".challenge",
+    "cinc2021_weights": ".challenge",
 }
 
 __all__ = sorted(_LAZY)

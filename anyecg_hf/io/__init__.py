@@ -2,13 +2,14 @@
 
 ```python
 from anyecg_hf.io import read_ecg
-rec = read_ecg("ecg.xml")          # GE MUSE, Philips, HL7 aECG, DICOM, SCP-ECG, EDF, WFDB, CSV, NumPy
+rec = read_ecg("ecg.xml")          # GE MUSE, GE CardioSoft, Philips, HL7 aECG, DICOM, SCP-ECG, EDF, WFDB, CSV, NumPy
 rec.signal, rec.sampling_rate, rec.lead_names, rec.metadata
 ```
 
 See `docs/io.md` for the formats, the parsers behind them and the decisions taken.
 """
 
+from .cardiosoft import write_cardiosoft_xml
 from .detect import FORMATS, detect_format
 from .edf import write_edf
 from .folders import is_ecg_file, walk_ecg_files
@@ -28,6 +29,7 @@ __all__ = [
     "read_ecg",
     "read_ecg_dir",
     "walk_ecg_files",
+    "write_cardiosoft_xml",
     "write_csv",
     "write_edf",
     "write_muse_xml",

@@ -7,9 +7,9 @@ import re
 import struct
 from pathlib import Path
 
-from .record import ECGReadError
+from .record import ECGReadError, check_regular
 
-FORMATS = ("wfdb", "muse", "philips", "hl7", "dicom", "scp", "edf", "csv", "npy", "npz")
+FORMATS = ("wfdb", "muse", "cardiosoft", "philips", "hl7", "dicom", "scp", "edf", "csv", "npy", "npz")
 
 # extension -> format, used when the content does not decide
 EXTENSIONS = {
@@ -29,10 +29,9 @@ WFDB_DATA_EXTENSIONS = (".mat", ".dat")
 _SNIFF_BYTES = 65536
 
 # lower-cased XML root element -> format
-_XML_ROOTS = {"restingecg": "muse", "restingecgdata": "philips", "annotatedecg": "hl7"}
-_XML_UNSUPPORTED = {
-    "cardiologyxml": "GE CardioSoft XML (<CardiologyXML>) is not GE MUSE XML and is not supported",
-}
+_XML_ROOTS = {"restingecg": "muse", "cardiologyxml": "cardiosoft", "restingecgdata": "philips",
+              "annotatedecg": "hl7"}
+_XML_UNSUPPORTED: dict[str, str] = {}
 _XML_SKIP = re.compile(r"\s*(<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^\[>]*(\[.*?\])?\s*>)", re.S | re.I)
 _XML_TAG = re.compile(r"\s*<([A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)")
 
@@ -139,6 +138,7 @@ def detect_format(path) -> str:
         raise FileNotFoundError(f"No such file: {path}")
     if path.is_dir():
         raise ECGReadError(path, "is a directory (use read_ecg_dir)")
+    check_regular(path)  # a FIFO would block the open below forever
     with open(path, "rb") as f:
         head = f.read(_SNIFF_BYTES)
     try:
@@ -158,8 +158,9 @@ def detect_format(path) -> str:
         root = xml_root_tag(head)
         raise ECGReadError(
             path,
-            f"XML root element <{root}> is not a supported ECG format (GE MUSE <RestingECG>, Philips "
-            "<restingecgdata>, HL7 <AnnotatedECG>)" if root else "not a well-formed XML document",
+            f"XML root element <{root}> is not a supported ECG format (GE MUSE <RestingECG>, GE CardioSoft "
+            "<CardiologyXML>, Philips <restingecgdata>, HL7 <AnnotatedECG>)" if root
+            else "not a well-formed XML document",
         )
     raise ECGReadError(
         path, f"cannot tell the ECG format from the content or the extension {suffix!r}; pass format= "

@@ -13,12 +13,13 @@ import numpy as np
 
 from .detect import FORMATS, detect_format, wfdb_header_for
 from .folders import walk_ecg_files
-from .record import ECGReadError, ECGRecord, finalize
+from .record import ECGReadError, ECGRecord, check_regular, finalize
 
 # format -> (module, reader function)
 _READERS = {
     "wfdb": ("wfdb_reader", "read_wfdb"),
     "muse": ("muse", "read_muse"),
+    "cardiosoft": ("cardiosoft", "read_cardiosoft"),
     "philips": ("philips", "read_philips"),
     "hl7": ("hl7_aecg", "read_hl7_aecg"),
     "dicom": ("dicom", "read_dicom"),
@@ -31,7 +32,7 @@ _READERS = {
 _ALIASES = {
     "ge": "muse", "ge_muse": "muse", "muse_xml": "muse", "sierra": "philips", "philips_xml": "philips",
     "hl7_aecg": "hl7", "aecg": "hl7", "dcm": "dicom", "scp_ecg": "scp", "scp-ecg": "scp", "edf+": "edf",
-    "bdf": "edf", "tsv": "csv", "numpy": "npy",
+    "bdf": "edf", "tsv": "csv", "numpy": "npy", "ge_cardiosoft": "cardiosoft", "cardiologyxml": "cardiosoft",
 }
 
 
@@ -59,17 +60,19 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
     Args:
         path (`str` or `os.PathLike`): the file. For WFDB, the `.hea`, the `.mat`/`.dat` or the record path
             without extension.
-        format (`str`, *optional*): one of `"wfdb"`, `"muse"`, `"philips"`, `"hl7"`, `"dicom"`, `"scp"`, `"edf"`,
-            `"csv"`, `"npy"`, `"npz"`. Detected from the content, then the extension, when not given.
+        format (`str`, *optional*): one of `"wfdb"`, `"muse"`, `"cardiosoft"`, `"philips"`, `"hl7"`, `"dicom"`,
+            `"scp"`, `"edf"`, `"csv"`, `"npy"`, `"npz"`. Detected from the content, then the extension, when not
+            given.
         sampling_rate (`float`, *optional*): the rate, for files that do not state it (CSV without a time column,
             `.npy`). For files that do, it must agree with the file (a mismatch is an `ECGReadError`).
         lead_names (`list[str]`, *optional*): lead names, for formats whose channels have free-text labels or none
             (`wfdb`, `edf`, `csv`, `npy`, `npz`); replaces the file's labels, in file order.
         units (`str`, *optional*): unit of values the file leaves unitless (`"mV"`, `"uV"`, `"V"`; CSV/NumPy
             default to mV). Units stated in a file always win.
-        **kwargs: format options, e.g. `waveform="median"` (MUSE, Philips, DICOM, SCP), `keep_calibration=True`
-            (Philips), `check_crc=False` (SCP), `allow_truncated=True` (EDF), `derive_leads=False` (MUSE), and the
-            size limits `max_bytes` (file size) and `max_samples` (leads x samples) every reader accepts.
+        **kwargs: format options, e.g. `waveform="median"` (MUSE, CardioSoft, Philips, DICOM, SCP),
+            `keep_calibration=True` (Philips), `check_crc=False` (SCP), `allow_truncated=True` (EDF),
+            `derive_leads=False` (MUSE, CardioSoft), `subtract_baseline=False` (MUSE), and the size limits
+            `max_bytes` (file size) and `max_samples` (leads x samples) every reader accepts.
 
     Returns:
         `ECGRecord`: leads in the standard order (I, II, III, aVR, aVL, aVF, V1-V6, then extra leads),
@@ -87,6 +90,8 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
     fmt = normalize_format(format) if format is not None else detect_format(path)
     if not path.exists() and not (fmt == "wfdb" and wfdb_header_for(path) is not None):
         raise FileNotFoundError(f"No such file: {path}")
+    if path.exists() and not path.is_dir():
+        check_regular(path, fmt)  # never open a FIFO/device (detection above checks too, when it runs)
     reader, params = _reader(fmt)
     options = dict(kwargs)
     for name, value in (("sampling_rate", sampling_rate), ("lead_names", lead_names), ("units", units)):
@@ -131,7 +136,8 @@ class ECGDirectoryReader:
 
     Attributes:
         files (`list[pathlib.Path]`): the files that will be read, in the order of `walk_ecg_files`.
-        errors (`list[tuple[str, str, str]]`): unreadable files so far.
+        errors (`list[tuple[str, str, str]]`): unreadable files so far, and, from the start, the entries never
+            opened: links leading outside the folder, FIFOs, sockets, devices, dangling links.
         skipped (`list[str]`): files ignored by the walk.
         n_read (`int`): records yielded so far.
     """
@@ -146,7 +152,8 @@ class ECGDirectoryReader:
         self.errors: list[tuple[str, str, str]] = []
         self.skipped: list[str] = []
         self.n_read = 0
-        self.files: list[Path] = [Path(p) for p in walk_ecg_files(self.folder, recursive=recursive, skipped=self.skipped)]
+        self.files: list[Path] = [Path(p) for p in walk_ecg_files(self.folder, recursive=recursive,
+                                                                  skipped=self.skipped, errors=self.errors)]
         self._progress = progress
         self._iter = None
 
@@ -185,8 +192,8 @@ class ECGDirectoryReader:
             shown = "; ".join(f"{Path(p).name}: {m}" for p, _, m in self.errors[:5])
             more = f" (and {len(self.errors) - 5} more, see .errors)" if len(self.errors) > 5 else ""
             warnings.warn(
-                f"read_ecg_dir({str(self.folder)!r}): {len(self.errors)} of {len(self.files)} files could not be "
-                f"read: {shown}{more}", UserWarning, stacklevel=3,
+                f"read_ecg_dir({str(self.folder)!r}): {len(self.errors)} entr{'y' if len(self.errors) == 1 else 'ies'} could not be read ({len(self.files)} "
+                f"files tried): {shown}{more}", UserWarning, stacklevel=3,
             )
 
 

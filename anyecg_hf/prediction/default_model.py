@@ -243,8 +243,9 @@ def load_model_and_extractor(model=None, device=None, *, revision: str | None = 
         `AnyECGFeatureExtractor.from_model_config(model.config)` when the folder has no `preprocessor_config.json`.
     """
     import torch
-    from transformers import AutoFeatureExtractor, AutoModel, PreTrainedModel
+    from transformers import AutoFeatureExtractor, PreTrainedModel
 
+    from ..modeling.loading import load_checked
     from ..processing import AnyECGFeatureExtractor
 
     if isinstance(model, PreTrainedModel):
@@ -255,7 +256,7 @@ def load_model_and_extractor(model=None, device=None, *, revision: str | None = 
         kwargs = dict(model_kwargs)
         if revision is not None and not default and not os.path.isdir(str(source)):
             kwargs["revision"] = revision
-        loaded = AutoModel.from_pretrained(source, **kwargs)
+        loaded = load_checked(source, **kwargs)  # missing / non-finite tensors refused, one-line errors
     extractor = None
     if source is not None and not isinstance(model, PreTrainedModel):
         try:

@@ -1,10 +1,24 @@
 """How the model runs on this machine: CPU threads (`configure_cpu_threads()`: one PyTorch intra-op thread per
-available core, see `docs/speed.md`), device and precision. ONNX export and the ONNX Runtime wrapper are in
+available core, see `docs/speed.md`) and precision (`resolve_precision(precision, device)` / `autocast(dtype,
+device)` in `runtime/precision.py`: `--precision`). ONNX export and the ONNX Runtime model are in
 `anyecg_hf.export`.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from .threads import available_cpus, configure_cpu_threads, default_num_threads
 
-__all__ = ["available_cpus", "configure_cpu_threads", "default_num_threads"]
+_LAZY = {"resolve_precision": ".precision", "autocast": ".precision", "precision_label": ".precision"}
+
+__all__ = ["autocast", "available_cpus", "configure_cpu_threads", "default_num_threads", "precision_label",
+           "resolve_precision"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
