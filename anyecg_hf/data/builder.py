@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 
 from ..modeling.label_space import LabelSpace
 from .labels import LabelTable, read_label_table
