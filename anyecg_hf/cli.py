@@ -29,6 +29,7 @@ COMMANDS = {
                       "follow-up)"),
     "export-onnx": ("export_onnx", "export a model to ONNX (dynamic batch) and check it with ONNX Runtime"),
     "report": ("report", "HTML report per ECG (tracing, measurements, top conditions, quality, risk) + index page"),
+    "app": ("app", "web app: upload an ECG (or pick a sample), see its report, download the rows (needs [app])"),
 }
 
 

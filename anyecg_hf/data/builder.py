@@ -35,7 +35,7 @@ from datasets import Dataset, IterableDataset
 from ..modeling.label_space import LabelSpace
 from .labels import LabelTable, read_label_table
 from .metadata import with_metadata
-from .splits import patient_split, split_by_column
+from .splits import PatientLeakageError, patient_split, split_by_column  # noqa: F401 (error importable here)
 from .storage import encode_signal, record_features
 
 logger = logging.getLogger(__name__)

@@ -11,10 +11,12 @@ A label table has one row per ECG record:
     - **wide**: one column per condition (header = condition id, code or name) holding 1 / 0, or blank for
       "unknown" (that entry gets `label_mask = 0` and is left out of the loss and the metrics).
 * optional future-risk columns per condition of the risk label space: `time_<condition>` (years from the ECG to
-  onset or censoring, >= 0) and `event_<condition>` (1 = onset observed, 0 = censored). A condition whose time or
+  onset or censoring, 0-150) and `event_<condition>` (1 = onset observed, 0 = censored; an event at time 0 is
+  refused: a condition present at the ECG is a diagnosis label). A condition whose time or
   event is blank is unknown for that person (`at_risk_mask = 0`).
 * optional `patient_id` (or `patient`, `subject_id`), used for patient-level splits and bootstrap resampling.
-* optional `path`: the record's file, relative to the records folder (else found by record id).
+* optional `path`: the record's file, relative to the records folder (else found by record id); a path that leads
+  outside the records folder (absolute, `..`, a link) is refused.
 * optional continuous traits named in `regression_columns` (blank = unknown).
 
 `read_label_table` checks every row and raises one `LabelTableError` that lists every offending row (records that
@@ -47,6 +49,7 @@ _SEPARATORS = re.compile(r"[,;|\s]+")
 _TRUE = {"1", "1.0", "true", "yes", "y", "t"}
 _FALSE = {"0", "0.0", "false", "no", "n", "f"}
 MAX_LISTED_PER_KIND = 1000
+MAX_EVENT_YEARS = 150.0  # no follow-up is longer than a human life: 1e9 years is a unit or parsing error
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from ..modeling.label_space import Condition, LabelSpace
 from .label_table import (
     CODES_COLUMNS,
     ID_COLUMNS,
+    MAX_EVENT_YEARS,
     METADATA_COLUMNS,
     PATH_COLUMNS,
     PATIENT_COLUMNS,
@@ -157,8 +158,16 @@ def _records(frame, id_col, patient_col, path_col, available_records, records_di
             if rid and paths[i] is None and rid not in available:
                 problems.append(LabelProblem("missing record", i, rid, f"no ECG file for record {rid!r} in the records folder"))
     if records_dir is not None and path_col is not None:
+        base = os.path.realpath(records_dir)
         for i, p in enumerate(paths):
-            if p is not None and not (Path(records_dir) / p).exists() and not _wfdb_exists(Path(records_dir) / p):
+            if p is None:
+                continue
+            real = os.path.realpath(os.path.join(base, p))
+            if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+                # an absolute path, `..` or a link leaving the records folder: a typo or a table from elsewhere
+                problems.append(LabelProblem("path outside the records folder", i, record_ids[i],
+                                             f"file {p!r} is not inside {records_dir}"))
+            elif not (Path(records_dir) / p).exists() and not _wfdb_exists(Path(records_dir) / p):
                 problems.append(LabelProblem("missing record", i, record_ids[i], f"file {p!r} does not exist under {records_dir}"))
     return record_ids, patient_ids, paths
 
@@ -238,7 +247,7 @@ def _labels_from_columns(frame, candidates, explicit, label_space, aliases, code
 
 
 def _risk_targets(frame, risk_label_space, time_prefix, event_prefix, code_system, record_ids, problems):
-    """`time_<condition>` (years, >= 0) and `event_<condition>` (0/1) per risk condition; both blank = unknown."""
+    """`time_<condition>` (years, 0-150; an event at time 0 is refused) and `event_<condition>` (0/1) per risk condition; both blank = unknown."""
     event_times = events = at_risk_mask = None
     time_cols = [c for c in frame.columns if str(c).startswith(time_prefix)]
     if risk_label_space is None and time_cols:
@@ -278,6 +287,16 @@ def _risk_targets(frame, risk_label_space, time_prefix, event_prefix, code_syste
                 continue
             if t < 0:
                 problems.append(LabelProblem("negative event time", i, rid, f"column {tcol!r} holds {t:g} years (must be >= 0)"))
+                continue
+            if t > MAX_EVENT_YEARS:
+                problems.append(LabelProblem("implausible event time", i, rid,
+                                             f"column {tcol!r} holds {t:g} years (more than {MAX_EVENT_YEARS:g}: "
+                                             "days or a parsing error?)"))
+                continue
+            if t == 0 and e == 1:
+                problems.append(LabelProblem("event at time 0", i, rid,
+                                             f"{ecol!r} = 1 at {tcol!r} = 0: a condition present at the ECG is a "
+                                             "diagnosis label, not a future event (or give the onset time)"))
                 continue
             event_times[i, j], events[i, j], at_risk_mask[i, j] = t, e, True
     return risk_label_space, event_times, events, at_risk_mask

@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .context import ModelInfo, measurement_header, report_context
+from .context import ModelInfo, report_context
 from .html import render_index, render_report
 
 
@@ -101,11 +101,9 @@ class ECGReporter:
         with autocast(self.dtype, self.model.device):
             profile = self.pipe(record, quality=True)
         flags = signal_quality(record.signal, record.sampling_rate, record.lead_names, record_id=record.record_id)
-        header = measurement_header(record.metadata.get("measurements"))
         positives = [d["label"] for d in profile["diagnoses"] if d["positive"]][:4]
         subtitle = (f"{record.num_leads} leads, {record.sampling_rate:g} Hz, {record.duration:.1f} s"
-                    + (f"   {header}" if header else "")
-                    + (f"   model: {'; '.join(positives)}" if positives else ""))
+                    + (f"   model: {'; '.join(positives)}" if positives else ""))  # measurements: plot_ecg's header
         tracing = png_base64(plot_ecg(record, title=f"{record.record_id}  |  {self.info.model_id}",
                                       subtitle=subtitle, dpi=self.dpi))
         risk_png, risk_note = None, None
