@@ -165,7 +165,7 @@ def _youden(y, p):
 
 def test_collect_predictions_never_computes_a_loss_over_other_label_columns():
     from anyecg_hf import AnyECGForDiagnosis
-    from anyecg_hf.data.predict import collect_predictions
+    from anyecg_hf.evaluation.predictions import collect_predictions
     from anyecg_hf.modeling import AnyECGConfig
 
     torch.manual_seed(0)

@@ -10,7 +10,6 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate",
-        help="evaluate a model on a dataset split (AUROC/AUPRC with CIs, C-index, calibration, model-card section)",
         description="Run a model (folder or Hub id) over one split of a dataset written by `anyecg build-dataset` and "
         "write per-condition tables with bootstrap confidence intervals, plots, a summary and a model-card section. "
         "The dataset's conditions are matched to the model's outputs by id, code or name; only matched conditions "
@@ -90,7 +89,7 @@ def run(args) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ..cli import CLIError
+    from .errors import CLIError
     from ..data import (
         ECGDataCollator,
         dataset_metadata,
@@ -100,8 +99,8 @@ def run(args) -> int:
         load_ecg_dataset,
         prepare_dataset,
     )
-    from ..data.predict import collect_predictions, evaluate_predictions
     from ..evaluation.label_matching import match_label_spaces
+    from ..evaluation.predictions import collect_predictions, evaluate_predictions
 
     try:
         model = _load_model(args.model)

@@ -1,5 +1,6 @@
-"""Run a model over a dataset split and evaluate it with `anyecg_hf.evaluation` (used by the recipes' periodic
-evaluation and by `anyecg evaluate`).
+"""Dataset evaluation predictions: run a model over a dataset split (through the prediction core's named outputs and
+window aggregation) and evaluate it with `anyecg_hf.evaluation` (the recipes' periodic evaluation, `anyecg
+evaluate`).
 
 The model's conditions are matched to the dataset's by id, then by (code system, code), then by name
 (`anyecg_hf.evaluation.label_matching`); only matched conditions are scored, the unmatched ones are listed
@@ -16,10 +17,12 @@ import numpy as np
 import torch
 
 from ..modeling.label_space import LabelSpace
+from ..prediction import MODEL_INPUT_KEYS, aggregate_windows
 
 logger = logging.getLogger(__name__)
 
-MODEL_INPUTS = ("input_values", "lead_mask", "sample_mask")
+# the model's named outputs under the names of this module's results (`diagnosis_probs` predates them)
+_PRED_NAMES = {"probabilities": "diagnosis_probs"}
 TARGET_KEYS = ("labels", "label_mask", "event_times", "events", "at_risk_mask", "regression_targets", "regression_mask")
 
 
@@ -28,7 +31,7 @@ def align_label_space(model_space: LabelSpace | None, data_space: LabelSpace | N
     `anyecg_hf.evaluation.label_matching.match_label_spaces` (id, then code, then name)."""
     if model_space is None or data_space is None:
         return None
-    from ..evaluation.label_matching import match_label_spaces
+    from .label_matching import match_label_spaces
 
     return match_label_spaces(model_space, data_space).model_to_data()
 
@@ -46,14 +49,6 @@ def remap_columns(values: np.ndarray | None, mask: np.ndarray | None, index: np.
     return out, out_mask
 
 
-def _aggregate(t: torch.Tensor, owners: torch.Tensor, n: int) -> torch.Tensor:
-    """Mean of the window rows of each record."""
-    out = torch.zeros((n,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
-    out.index_add_(0, owners, t)
-    counts = torch.bincount(owners, minlength=n).to(t.dtype).clamp(min=1)
-    return out / counts.view(-1, *([1] * (t.dim() - 1)))
-
-
 @torch.no_grad()
 def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool = True, progress: bool = False) -> dict:
     """Run `model` (eval mode) over `dataloader` (batches from `ECGDataCollator`) and gather, in dataset order:
@@ -64,7 +59,6 @@ def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool 
     averaged. With an `accelerator`, results are gathered from every process (`gather_for_metrics`).
     """
     unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
-    has_classifier = hasattr(unwrapped, "classifier")
     was_training = model.training
     model.eval()
     got: dict[str, list] = {}
@@ -78,7 +72,7 @@ def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool 
             iterator = tqdm(dataloader, desc="evaluating", disable=accelerator is not None and not accelerator.is_local_main_process)
         for batch in iterator:
             owners = batch.pop("window_to_record", None)
-            inputs = {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+            inputs = {k: batch[k].to(device) for k in MODEL_INPUT_KEYS if k in batch}
             targets = {k: batch[k].to(device) for k in TARGET_KEYS if k in batch and isinstance(batch[k], torch.Tensor)}
             kwargs = dict(inputs)
             if compute_loss:
@@ -86,19 +80,14 @@ def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool 
             out = model(**kwargs)
             if compute_loss and getattr(out, "loss", None) is not None:
                 losses.append(out.loss.detach().float().reshape(1))
-            preds = {}
-            if has_classifier:
-                logits = getattr(out, "diagnosis_logits", None)
-                logits = out.logits if logits is None else logits
-                preds["diagnosis_probs"] = torch.sigmoid(logits.float())
-            for key in ("risk_scores", "cumulative_incidence", "regression_outputs"):
-                value = getattr(out, key, None)
-                if value is not None:
-                    preds[key] = value.float()
+            named = unwrapped.named_outputs(out)
+            preds = {_PRED_NAMES.get(k, k): v for k, v in named.items() if v is not None}
             if owners is not None:
                 owners = owners.to(device)
                 n = int(owners.max()) + 1
-                preds = {k: _aggregate(v, owners, n) for k, v in preds.items()}
+                index = owners.cpu().numpy()
+                preds = {k: torch.from_numpy(aggregate_windows(v.cpu().numpy(), index, num_records=n).astype(np.float32)).to(device)
+                         for k, v in preds.items()}
                 first = torch.full((n,), -1, dtype=torch.long, device=device)
                 first.scatter_reduce_(0, owners, torch.arange(len(owners), device=device), reduce="amin", include_self=False)
                 targets = {k: v[first] for k, v in targets.items()}
@@ -124,13 +113,14 @@ def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool 
 def _loss_targets(model, targets: dict) -> dict:
     """The targets this model's forward takes (a risk-only model gets no diagnosis labels, ...)."""
     keep = {}
+    heads = model.heads
     n_out = getattr(getattr(model, "config", None), "num_labels", None)
-    if hasattr(model, "classifier") and "labels" in targets and targets["labels"].shape[-1] == n_out:
+    if heads["diagnosis"] and "labels" in targets and targets["labels"].shape[-1] == n_out:
         # a dataset with another label space (other width) has no loss: callers check the order (`is_identity`)
         keep["labels"], keep["label_mask"] = targets["labels"], targets.get("label_mask")
-    if getattr(model, "risk_head", None) is not None and "event_times" in targets:
+    if heads["risk"] and "event_times" in targets:
         keep.update(event_times=targets["event_times"], events=targets["events"], at_risk_mask=targets.get("at_risk_mask"))
-    if getattr(model, "regression_head", None) is not None and "regression_targets" in targets:
+    if heads["regression"] and "regression_targets" in targets:
         keep.update(regression_targets=targets["regression_targets"], regression_mask=targets.get("regression_mask"))
     return {k: v for k, v in keep.items() if v is not None}
 
@@ -176,8 +166,8 @@ def evaluate_predictions(preds: dict, config, data_label_space=None, data_risk_l
     if "loss" in preds:
         res.metrics["eval_loss"] = preds["loss"]
     if "diagnosis_probs" in preds and "labels" in preds:
-        from ..evaluation.label_matching import match_label_spaces
-        from ..evaluation.thresholds import thresholds_on
+        from .label_matching import match_label_spaces
+        from .thresholds import thresholds_on
 
         match = label_match or match_label_spaces(config.label_space, data_label_space or config.label_space)
         res.label_match = match
