@@ -263,7 +263,7 @@ def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
     summary = json.loads((report / "diagnosis" / "summary.json").read_text())
     assert summary["summary"]["macro_auroc_ci_low"] < summary["summary"]["macro_auroc_ci_high"]
     # the dataset has a validation split: thresholds were chosen there
-    assert "chosen on the validation split" in (report / "model_card_section.md").read_text()
+    assert "youden, chosen on validation" in (report / "model_card_section.md").read_text()
     metrics = json.loads((report / "metrics.json").read_text())
     preds = pd.read_parquet(report / "predictions.parquet")
     test = load_ecg_dataset(dataset, split="test")
