@@ -35,7 +35,8 @@ def _nested(values) -> np.ndarray | None:
 
 
 def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
-    """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path`."""
+    """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path` and the
+    cart's `measurements` (JSON, from the file; empty when it stores none)."""
     from ..prediction import profile_records, profile_rows
 
     cols = set(table.column_names)
@@ -48,19 +49,23 @@ def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horiz
                     outputs[key] = _nested(data[key][i])
             profile = profile_records(outputs, config, top_k=top_k, threshold=threshold, horizons=horizons,
                                       record=data["record_id"][i], warnings=data["warnings"][i] or [])
+            measured = data["measurements"][i] if "measurements" in cols else None
             for row in profile_rows(profile):
                 out = {"record": row.pop("record"), "path": data["path"][i]}
                 out.update(row)
+                out["measurements"] = measured  # always present: the CSV header comes from the first row
                 yield out
 
 
 def embedding_row_dicts(table: pa.Table):
-    """Yield `{"record", "path", "embedding": [...]}` per record."""
+    """Yield `{"record", "path", "embedding": [...], "warnings", "measurements"}` per record."""
+    has_measurements = "measurements" in table.column_names
     for batch in table.to_batches(max_chunksize=_ROW_BATCH):
         data = batch.to_pydict()
         for i in range(batch.num_rows):
             yield {"record": data["record_id"][i], "path": data["path"][i], "embedding": data["embedding"][i],
-                   "warnings": "; ".join(data["warnings"][i] or [])}
+                   "warnings": "; ".join(data["warnings"][i] or []),
+                   "measurements": data["measurements"][i] if has_measurements else None}
 
 
 def _write_rows(rows, path: str, fmt: str, flatten_embedding: bool = False) -> int:
