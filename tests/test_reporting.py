@@ -78,7 +78,7 @@ def _png(b64):
 
 def test_report_page_content_matches_the_pipeline(reporter, report_model, assets):
     from anyecg_hf.io import read_ecg
-    from anyecg_hf.pipelines.default_model import load_model_and_extractor
+    from anyecg_hf.prediction import load_model_and_extractor
     from anyecg_hf.pipelines.profiling import ECGProfilingPipeline
     from anyecg_hf.plotting import ecg_plot_size
 
