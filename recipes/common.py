@@ -52,6 +52,7 @@ from anyecg_hf.data import (  # noqa: E402
     prepare_dataset,
 )
 from anyecg_hf.data.predict import collect_predictions, evaluate_predictions  # noqa: E402
+from anyecg_hf.ehr.dataset import condition_index  # noqa: E402
 from anyecg_hf.evaluation import write_model_card, write_report  # noqa: E402
 from anyecg_hf.modeling import AnyECGConfig, AnyECGForDiagnosis, LabelSpace  # noqa: E402
 
@@ -256,7 +257,8 @@ def make_dataloaders(data: DataBundle, model_config, cfg: dict, task: Task):
     t, d = cfg["training"], cfg["data"]
     aug = ECGAugmentation.from_dict({"seed": t["seed"], **cfg["augmentation"]})
     common = dict(num_samples=model_config.num_samples, num_leads=model_config.in_channels,
-                  sampling_rate=model_config.sampling_rate, target_keys=task.target_keys)
+                  sampling_rate=model_config.sampling_rate, target_keys=task.target_keys,
+                  ehr_index=condition_index(data.train))  # EHR targets: expanded per batch
     train_collator = ECGDataCollator(window=d["train_window"], augmentation=aug, train=True, **common)
     eval_collator = ECGDataCollator(window=d["eval_window"], train=False, **common)
     train = data.train.with_format("numpy")
@@ -290,6 +292,13 @@ def positive_weights(labels: np.ndarray, mask: np.ndarray, mode: str, max_weight
         raise ValueError(f"training.class_weighting must be 'none', 'balanced' or 'sqrt', got {mode!r}.")
     pos = ((labels > 0.5) & mask).sum(0).astype(float)
     neg = ((labels <= 0.5) & mask).sum(0).astype(float)
+    return weights_from_counts(pos, neg, mode, max_weight)
+
+
+def weights_from_counts(pos: np.ndarray, neg: np.ndarray, mode: str, max_weight: float) -> list | None:
+    """`positive_weights` from per-condition counts of known positives and negatives."""
+    if mode == "none":
+        return None
     w = np.where(pos > 0, neg / np.maximum(pos, 1), max_weight)
     if mode == "sqrt":
         w = np.sqrt(w)
@@ -656,7 +665,7 @@ def predictions_on_train(prepared_model, data: DataBundle, cfg: dict, accelerato
     model_config = accelerator.unwrap_model(prepared_model).config
     collator = ECGDataCollator(num_samples=model_config.num_samples, num_leads=model_config.in_channels,
                                sampling_rate=model_config.sampling_rate, window=cfg["data"]["eval_window"], train=False,
-                               target_keys=task.target_keys)
+                               target_keys=task.target_keys, ehr_index=condition_index(data.train))
     dl = DataLoader(data.train.with_format("numpy"), batch_size=cfg["training"]["batch_size"], shuffle=False,
                     collate_fn=collator, num_workers=cfg["data"]["num_workers"])
     return collect_predictions(prepared_model, accelerator.prepare(dl), accelerator, compute_loss=False)
