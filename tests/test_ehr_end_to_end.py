@@ -5,9 +5,7 @@ the output loads with AutoModel and the pipeline shows phecode names."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -22,6 +20,7 @@ pytest.importorskip("duckdb")
 from anyecg_hf.cli import main as cli_main  # noqa: E402
 from anyecg_hf.ehr import SparseTargets  # noqa: E402
 from anyecg_hf.ehr.dataset import EHR_COLUMNS, build_ehr_dataset, condition_index, expand_rows  # noqa: E402
+from test_recipes import TINY, _recipe, _reset_accelerate  # noqa: E402  (tests/ is on sys.path under pytest)
 
 MAP = """phecode,ICD,flag,phecode_string,phecode_category,exclude_range,sex,phecode_unrolled
 401,I10,10,Hypertension,circulatory system,,Both,401
@@ -94,24 +93,6 @@ def test_dataset_batches_expand_like_the_targets(assets, ehr_targets):
 
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = {"base_filters": 8, "filter_list": [16, 32], "m_blocks_list": [1, 2], "groups_width": 8, "sampling_rate": 125,
-        "num_samples": 500}
-
-
-def _recipe(name):
-    if str(ROOT / "recipes") not in sys.path:
-        sys.path.insert(0, str(ROOT / "recipes"))
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", ROOT / "recipes" / f"finetune_{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _reset_accelerate():
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 def test_build_dataset_train_evaluate_and_load(assets, ehr_targets):
