@@ -109,7 +109,7 @@ def test_build_dataset_train_evaluate_and_load(assets, ehr_targets):
     space = SparseTargets.load(tmp / "targets").label_space
 
     recipe = _recipe("profiling")
-    import common
+    from anyecg_hf import training as common
 
     cfg = common.load_config(ROOT / "recipes" / "configs" / "profiling_phecodes.yaml", [
         f"data.dataset={tmp / 'cohort'}", f"training.output_dir={tmp / 'run'}", "training.max_steps=4",
@@ -127,7 +127,7 @@ def test_build_dataset_train_evaluate_and_load(assets, ehr_targets):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = common.run(common.load_config(path), recipe.TASK)
+            result = recipe.run(common.load_config(path))
     finally:
         _reset_accelerate()
         torch.set_num_threads(n)
