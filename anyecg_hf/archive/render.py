@@ -34,9 +34,9 @@ def _nested(values) -> np.ndarray | None:
                       isinstance(values[0], (list, np.ndarray)) else values, dtype=np.float64)
 
 
-def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
-    """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path`."""
-    from ..prediction import profile_records, profile_rows
+def profile_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
+    """Yield `(profile, path)` for each record of `table`: its profile rebuilt with `profile_records`."""
+    from ..prediction import profile_records
 
     cols = set(table.column_names)
     for batch in table.to_batches(max_chunksize=_ROW_BATCH):
@@ -46,12 +46,19 @@ def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horiz
             for key in ("probabilities", "risk_scores", "cumulative_incidence", "regression_outputs"):
                 if key in cols and data[key][i] is not None:
                     outputs[key] = _nested(data[key][i])
-            profile = profile_records(outputs, config, top_k=top_k, threshold=threshold, horizons=horizons,
-                                      record=data["record_id"][i], warnings=data["warnings"][i] or [])
-            for row in profile_rows(profile):
-                out = {"record": row.pop("record"), "path": data["path"][i]}
-                out.update(row)
-                yield out
+            yield profile_records(outputs, config, top_k=top_k, threshold=threshold, horizons=horizons,
+                                  record=data["record_id"][i], warnings=data["warnings"][i] or []), data["path"][i]
+
+
+def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
+    """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path`."""
+    from ..prediction import profile_rows
+
+    for profile, path in profile_dicts(table, config, top_k, threshold, horizons):
+        for row in profile_rows(profile):
+            out = {"record": row.pop("record"), "path": path}
+            out.update(row)
+            yield out
 
 
 def embedding_row_dicts(table: pa.Table):
@@ -93,14 +100,23 @@ def errors_path(path: str, fmt: str) -> str:
 
 
 def render(parts_dir: str, path: str, fmt: str, task: str, config=None, top_k=None, threshold=None,
-           horizons=None) -> dict:
+           horizons=None, model_info=None) -> dict:
     """Write the single-file output `path` (`fmt` = `"csv"` or `"json"`) from the parts in `parts_dir`, plus
-    `errors_path(path)` when some inputs failed (a stale one is removed otherwise).
+    `errors_path(path)` when some inputs failed (a stale one is removed otherwise). `fmt="fhir"` writes the folder
+    `path` of FHIR R4 bundles, one per record (`anyecg_hf.reporting.fhir`; `model_info` names the model in them),
+    and lists the failed inputs in `<path>.errors.json`.
 
     Returns:
-        `dict` with `rows` (table rows written), `records`, `errors`, `errors_path`.
+        `dict` with `rows` (table rows written; FHIR: bundles), `records`, `errors`, `errors_path`.
     """
-    if task == "profile":
+    if fmt == "fhir":
+        from ..reporting.fhir import write_fhir_folder
+
+        table = store.read_results(parts_dir)
+        profiles = (p for p, _ in profile_dicts(table, config, top_k, threshold, horizons)) if table.num_rows else ()
+        n = len(write_fhir_folder(profiles, path, model_info))
+        path, fmt = os.path.normpath(path) + ".json", "json"  # where the errors go: beside the folder
+    elif task == "profile":
         columns = None
         table = store.read_results(parts_dir, columns=columns)
         rows = profile_row_dicts(table, config, top_k, threshold, horizons) if table.num_rows else iter(())
