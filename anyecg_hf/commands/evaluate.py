@@ -115,8 +115,7 @@ def run(args) -> int:
     meta = dataset_metadata(ds)
     fe = _feature_extractor(args.model, model)
     config = model.config
-    collator = ECGDataCollator(num_samples=config.num_samples, num_leads=config.in_channels,
-                               sampling_rate=config.sampling_rate, window=args.window, train=False)
+    from ..ehr.dataset import condition_index
 
     def prepared(split_ds):
         if not is_prepared(split_ds):
@@ -129,6 +128,9 @@ def run(args) -> int:
         return split_ds
 
     def loader(split_ds):
+        collator = ECGDataCollator(num_samples=config.num_samples, num_leads=config.in_channels,
+                                   sampling_rate=config.sampling_rate, window=args.window, train=False,
+                                   ehr_index=condition_index(split_ds))
         return DataLoader(split_ds.with_format("numpy"), batch_size=args.batch_size, shuffle=False, collate_fn=collator)
 
     ds = prepared(ds)
@@ -168,6 +170,7 @@ def run(args) -> int:
                        f"classifier, time_/event_ columns for its risk head).{unmatched}")
     out = Path(args.out)
     written = write_evaluation(out, result, model_name=args.model, dataset=f"{args.dataset} [{args.split}]")
+    written += _phecode_summary(out, result, preds, config)
     _write_predictions(out, ds, preds, config)
     print(f"wrote {out}: {', '.join(sorted(written))}")
     for key, value in result.metrics.items():
@@ -217,3 +220,20 @@ def _write_predictions(out: Path, ds, preds: dict, config) -> None:
         for j, c in enumerate(config.risk_label_space):
             frame[f"risk_{c.id}"] = preds["risk_scores"][:, j]
     frame.to_parquet(out / "predictions.parquet", index=False)
+
+
+def _phecode_summary(out: Path, result, preds: dict, config) -> list[str]:
+    """Over a phecode label space (`anyecg build-targets`): `phecodes/` (counts above AUROC cut-offs, categories,
+    forest plots, top/bottom, comorbidity; `anyecg_hf.evaluation.phecode_summary`)."""
+    from ..evaluation.phecode_summary import is_phecode_space, write_phecode_summary
+
+    diag_space = config.label_space if result.diagnosis_report is not None else None
+    risk_space = getattr(config, "risk_label_space", None) if result.risk_report is not None else None
+    if not (is_phecode_space(diag_space) or is_phecode_space(risk_space)):
+        return []
+    labels = preds.get("labels")
+    write_phecode_summary(out, result.diagnosis_report if is_phecode_space(diag_space) else None,
+                          result.risk_report if is_phecode_space(risk_space) else None, label_space=diag_space,
+                          risk_label_space=risk_space, probs=preds.get("diagnosis_probs") if labels is not None else None,
+                          labels=labels, label_mask=preds.get("label_mask"))
+    return ["phecodes"]
