@@ -14,8 +14,8 @@ import importlib
 
 _LAZY = {
     "evaluate_diagnosis": ".classification",
-    "select_threshold": ".classification",
-    "age_bands": ".classification",
+    "select_threshold": ".thresholds",
+    "age_bands": ".subgroups",
     "evaluate_risk": ".survival",
     "DiagnosisReport": ".report",
     "RiskReport": ".report",
@@ -31,7 +31,7 @@ _LAZY = {
     "run_evaluation": ".runner",
     "run_evaluation_from_npz": ".runner",
     "multilabel_auroc": ".classification",
-    "weighted_concordance": ".bootstrap",
+    "weighted_concordance": ".concordance",
     "trainer_compute_metrics": ".metrics",
     "metric_path": ".metrics",
     "load_metric": ".metrics",

@@ -12,24 +12,19 @@ A condition whose evaluated rows hold no positive or no negative has no AUROC: i
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    average_precision_score,
-    precision_recall_curve,
-    roc_auc_score,
-    roc_curve,
-)
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .bootstrap import bootstrap_auroc_auprc, percentile_interval
 from .calibration import expected_calibration_error, reliability_bins
 from .report import DiagnosisReport
+from .subgroups import _is_missing, _subgroup_columns, age_bands
+from .thresholds import THRESHOLD_METHODS, _confusion_metrics, _threshold_spec, select_threshold
 
 __all__ = ["evaluate_diagnosis", "multilabel_auroc", "select_threshold", "age_bands", "THRESHOLD_METHODS"]
 
-THRESHOLD_METHODS = ("youden", "balanced_accuracy", "f1", "sensitivity", "specificity", "label_space", "fixed")
 AUROC_CUTOFFS = (0.7, 0.8, 0.9)
 
 
@@ -96,95 +91,6 @@ def _check_arrays(y_true, y_prob, label_mask):
 
 
 # ----------------------------------------------------------------------------------------------- thresholds
-def _threshold_spec(method, label_space, K):
-    """Normalise `threshold_method` into (name, target, fixed per-label thresholds or None)."""
-    if isinstance(method, str):
-        name = method.lower()
-        if name == "label_space":
-            return name, None, np.asarray(label_space.thresholds, dtype=np.float64)
-        if name in ("youden", "balanced_accuracy", "f1"):
-            return name, None, None
-        raise ValueError(f"Unknown threshold_method {method!r}; expected one of {THRESHOLD_METHODS}.")
-    if isinstance(method, numbers.Real):
-        if not 0.0 < float(method) < 1.0:
-            raise ValueError(f"A fixed threshold must lie in (0, 1), got {method}.")
-        return "fixed", None, np.full(K, float(method))
-    if isinstance(method, tuple) and len(method) == 2 and isinstance(method[0], str):
-        name, target = method[0].lower(), float(method[1])
-        if name not in ("sensitivity", "specificity"):
-            raise ValueError(f"Unknown threshold target {method[0]!r}; expected 'sensitivity' or 'specificity'.")
-        if not 0.0 < target <= 1.0:
-            raise ValueError(f"Target {name} must lie in (0, 1], got {target}.")
-        return name, target, None
-    values = np.asarray(method, dtype=np.float64).reshape(-1)
-    if values.shape != (K,):
-        raise ValueError(
-            f"threshold_method: expected a method name, a float, a tuple or {K} thresholds; got {method!r}."
-        )
-    if not np.all((values > 0) & (values < 1)):
-        raise ValueError("Per-condition thresholds must lie in (0, 1).")
-    return "fixed", None, values
-
-
-def select_threshold(y_true, y_prob, method="youden", target: float | None = None) -> float:
-    """Decision threshold (predict positive when `y_prob >= threshold`) chosen on labelled data.
-
-    Args:
-        y_true (array `(n,)`): binary labels, both classes present.
-        y_prob (array `(n,)`): probabilities.
-        method (`str`): `"youden"` (maximise sensitivity + specificity - 1), `"balanced_accuracy"` (maximise the
-            mean of sensitivity and specificity; this is the same point as Youden's, since balanced accuracy =
-            (J + 1) / 2), `"f1"` (maximise F1), `"sensitivity"` (the highest threshold whose sensitivity is at least
-            `target`) or `"specificity"` (the lowest threshold whose specificity is at least `target`).
-        target (`float`, *optional*): the sensitivity or specificity to reach.
-
-    Returns:
-        The threshold, taken from the scores of `sklearn.metrics.roc_curve` / `precision_recall_curve`.
-    """
-    if method in ("youden", "balanced_accuracy", "sensitivity", "specificity"):
-        fpr, tpr, thr = roc_curve(y_true, y_prob, drop_intermediate=False)
-        if method in ("youden", "balanced_accuracy"):
-            idx = 1 + int(np.argmax((tpr - fpr)[1:]))  # index 0 is the "+inf" threshold (nobody positive)
-        elif method == "sensitivity":
-            idx = max(1, int(np.argmax(tpr >= target - 1e-12)))
-        else:
-            ok = np.flatnonzero(1.0 - fpr >= target - 1e-12)
-            idx = int(ok[-1])
-            if idx == 0:
-                return float(np.nextafter(thr[1], np.inf))  # only "nobody positive" reaches the specificity
-        return float(thr[idx])
-    if method == "f1":
-        precision, recall, thr = precision_recall_curve(y_true, y_prob)
-        p, r = precision[:-1], recall[:-1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
-        return float(thr[int(np.argmax(f1))])
-    raise ValueError(f"Unknown threshold method {method!r}.")
-
-
-def _confusion_metrics(y, p, threshold):
-    """Sensitivity, specificity, PPV, NPV and F1 at `p >= threshold`; NaN where a denominator is zero."""
-    out = dict(sensitivity=np.nan, specificity=np.nan, ppv=np.nan, npv=np.nan, f1=np.nan)
-    if not np.isfinite(threshold) or len(y) == 0:
-        return out
-    pred = p >= threshold
-    pos = y == 1
-    tp = float(np.sum(pred & pos))
-    fp = float(np.sum(pred & ~pos))
-    fn = float(np.sum(~pred & pos))
-    tn = float(np.sum(~pred & ~pos))
-
-    def ratio(a, b):
-        return a / b if b > 0 else np.nan
-
-    out.update(
-        sensitivity=ratio(tp, tp + fn),
-        specificity=ratio(tn, tn + fp),
-        ppv=ratio(tp, tp + fp),
-        npv=ratio(tn, tn + fn),
-        f1=ratio(2 * tp, 2 * tp + fp + fn) if tp + fn > 0 else np.nan,
-    )
-    return out
 
 
 # ----------------------------------------------------------------------------------------------- core
@@ -338,52 +244,6 @@ def multilabel_auroc(y_true, y_score, label_mask=None, n_bootstrap: int = 0, see
     summary["micro_auroc"] = float(roc_auc_score(yf, pf)) if both else np.nan
     summary["micro_auprc"] = float(average_precision_score(yf, pf)) if both else np.nan
     return dict(**out, n_pos=n_pos, n_neg=n_neg, defined=defined, **summary)
-
-
-def age_bands(ages, edges=(40, 60, 80)) -> pd.Categorical:
-    """Age bands for subgroup analysis: `"<40"`, `"40-59"`, `"60-79"`, `">=80"` for the default edges.
-
-    Args:
-        ages (array `(n,)`): ages in years; `NaN` gives a missing value (left out of the breakdown).
-        edges (sequence of `int`): increasing band boundaries.
-
-    Returns:
-        An ordered `pandas.Categorical`, so that reports list the bands in age order.
-    """
-    ages = np.asarray(ages, dtype=np.float64).reshape(-1)
-    edges = [int(e) for e in edges]
-    if any(b <= a for a, b in zip(edges[:-1], edges[1:])):
-        raise ValueError(f"Age band edges must increase, got {edges}.")
-    names = [f"<{edges[0]}"] + [f"{a}-{b - 1}" for a, b in zip(edges[:-1], edges[1:])] + [f">={edges[-1]}"]
-    codes = np.searchsorted(np.asarray(edges, dtype=np.float64), ages, side="right")
-    codes = np.where(np.isfinite(ages), codes, -1)
-    return pd.Categorical.from_codes(codes, categories=names, ordered=True)
-
-
-def _subgroup_columns(subgroups, n):
-    """{variable: (values as an object array, ordered levels)}."""
-    if subgroups is None:
-        return {}
-    if isinstance(subgroups, pd.DataFrame):
-        subgroups = {c: subgroups[c] for c in subgroups.columns}
-    out = {}
-    for key, values in dict(subgroups).items():
-        categories = None
-        if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
-            values = values.array
-        if isinstance(values, pd.Categorical):
-            categories = [c for c in values.categories if (values == c).any()]
-        values = np.asarray(values, dtype=object).reshape(-1)
-        if values.shape != (n,):
-            raise ValueError(f"Subgroup {key!r} has {values.shape[0]} values for {n} samples.")
-        if categories is None:
-            categories = sorted({v for v in values if not _is_missing(v)}, key=lambda v: (str(type(v)), v))
-        out[str(key)] = (values, categories)
-    return out
-
-
-def _is_missing(v):
-    return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and v.strip() == "")
 
 
 def evaluate_diagnosis(
