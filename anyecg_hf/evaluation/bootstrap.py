@@ -40,7 +40,6 @@ __all__ = [
     "BootstrapSampler",
     "bootstrap_auroc_auprc",
     "weighted_auroc_auprc",
-    "weighted_concordance",
     "percentile_interval",
 ]
 

@@ -34,7 +34,7 @@ Confidence intervals (`ci_method`), percentile intervals over resamples of peopl
 
 * `"bootstrap"` (default): vectorised over resamples, with the censoring weights held at their full-cohort values
   (as `sksurv.metrics.*(survival_train=full cohort, survival_test=resample)` computes them). The C-indices use
-  `anyecg_hf.evaluation.bootstrap.weighted_concordance`, the time-dependent AUROC the IPCW-weighted AUROC of
+  `anyecg_hf.evaluation.concordance.weighted_concordance`, the time-dependent AUROC the IPCW-weighted AUROC of
   `weighted_auroc_auprc`, the Brier scores a weighted mean of each person's IPCW loss; the tests check every
   replicate against lifelines / scikit-survival on the same resample. 1,000 resamples of 10,000 people take a few
   seconds per condition.
