@@ -13,7 +13,9 @@ list is sorted and deduplicated deterministically:
   extension that names a WFDB record (`HR06000` with `HR06000.hea` beside it) resolves to its `.hea`;
 * the same file named twice is kept once (first occurrence).
 
-Inputs are absolute paths (symlinks are NOT resolved: a symlink is its own input, as in a folder of links).
+Inputs are absolute paths (symlinks are NOT resolved: a symlink is its own input). In a folder walk, a link whose
+real path leaves the walked folder is not read (reported instead) unless `follow_links=True` (`--follow-links`: a
+folder of links to a dataset elsewhere).
 Entries that do not exist are kept: the job reports them in its errors table instead of silently dropping them.
 """
 
@@ -54,22 +56,37 @@ def _wfdb_header(path: str) -> str | None:
     return None
 
 
-def walk_directory(directory, extensions=None) -> Iterator[str]:
+def walk_directory(directory, extensions=None, skipped: list | None = None, follow_links: bool = False) -> Iterator[str]:
     """Yield the ECG inputs under `directory` in sorted order (recursive, hidden entries skipped, WFDB pairs deduplicated).
 
     Args:
         directory (`str` or `os.PathLike`): folder to walk.
         extensions (`str`, `Sequence[str]` or `None`): extensions to keep (`".hea,.xml"` or a list); `"*"` keeps
             every file; `None` keeps what `anyecg_hf.io.read_ecg_dir` reads.
+        skipped (`list`, *optional*): receives `(path, reason)` for entries never read: links (to files or
+            folders) whose real path leaves `directory` (a link to `/etc/passwd` must not be read as samples).
+            FIFOs and devices are never opened (an extension-less one is not sniffed; one with an ECG extension
+            is an input that the readers refuse, so it lands in the errors table).
+        follow_links (`bool`, defaults to `False`): read file links whose target is outside `directory` (a
+            folder of links to a dataset elsewhere); folder links are never walked.
     """
-    from ..io.reader import _candidate  # the readers' own rule for "is this file an ECG"
+    from ..io.reader import _candidate, outside_root  # the readers' own rules for "is this file an ECG"
 
     exts = _normalize_extensions(extensions)
-    for root, dirs, files in os.walk(os.path.abspath(directory)):
+    top = os.path.abspath(directory)
+    for root, dirs, files in os.walk(top):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for d in dirs:
+            link = os.path.join(root, d)
+            if skipped is not None and os.path.islink(link) and outside_root(link, top) is not None:
+                skipped.append((link, "a folder link leading outside the input folder: not walked"))
         names = set(files)
         for name in sorted(files):
             if name.startswith("."):
+                continue
+            if not follow_links and outside_root(os.path.join(root, name), top) is not None:
+                if skipped is not None:  # the target is not named: it may be a secret
+                    skipped.append((os.path.join(root, name), "a link leading outside the input folder: not read"))
                 continue
             stem, ext = os.path.splitext(name)
             ext = ext.lower()
@@ -137,6 +154,8 @@ def discover_inputs(
     manifest_column: str | None = None,
     extensions=None,
     limit: int | None = None,
+    skipped: list | None = None,
+    follow_links: bool = False,
 ) -> list[str]:
     """The job's inputs, deterministic across processes: absolute paths, deduplicated, in argument order.
 
@@ -147,6 +166,8 @@ def discover_inputs(
         manifest_column (`str`, *optional*): manifest column to read.
         extensions (*optional*): extensions kept in directory walks (see `walk_directory`).
         limit (`int`, *optional*): keep only the first `limit` inputs (dry runs).
+        skipped (`list`, *optional*): receives `(path, reason)` of walked entries never read (`walk_directory`).
+        follow_links (`bool`): read file links leading outside a walked folder (`walk_directory`).
 
     Returns:
         `list[str]`: absolute paths (missing files included, so that they are reported as errors).
@@ -156,7 +177,7 @@ def discover_inputs(
         for p in paths:
             p = os.path.expanduser(os.fspath(p))
             if os.path.isdir(p):
-                yield from walk_directory(p, extensions)
+                yield from walk_directory(p, extensions, skipped, follow_links)
             else:
                 yield p
         if manifest is not None:

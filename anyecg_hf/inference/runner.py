@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -31,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..processing import filters
-from . import store
+from . import guard, store
 from .dataset import ECGFileDataset, RampUpBatches, StringTable, collate_items
 from .discovery import discover_inputs
 from .distributed import DistContext, init_distributed
@@ -58,6 +60,22 @@ class ModelLoadError(JobError, OSError):
     """The model (or the default model) cannot be loaded."""
 
     code = 3
+
+
+class OutputWriteError(JobError):
+    """The output cannot be written (disk full, read-only, no permission); what was written is kept."""
+
+    code = 4
+
+
+# errors of writing the output (a full disk, a read-only or foreign folder), as opposed to bugs
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _write_error(err: OSError, folder: str) -> OutputWriteError:
+    what = err.strerror or str(err)
+    return OutputWriteError(f"cannot write the output in {folder}: {what} ({guard.escape_text(err.filename or '')}); "
+                            "the rows written so far are kept: make room (or make it writable) and rerun with --resume")
 
 
 @dataclass
@@ -92,6 +110,8 @@ class JobSettings:
         threads (`int`, *optional*): torch CPU threads per process.
         progress (`bool`): progress bar on rank 0.
         keep_parts (`bool`): keep the Parquet parts of a CSV/JSON output after rendering.
+        follow_links (`bool`): read links in walked folders whose target is outside the folder (default: they are
+            error rows of class `SkippedInput`).
         log (file-like): where rank 0 prints the summary (default `sys.stderr`).
     """
 
@@ -125,6 +145,7 @@ class JobSettings:
     threads: int | None = None
     progress: bool = True
     keep_parts: bool = False
+    follow_links: bool = False
     log: object = None
 
     @property
@@ -310,8 +331,8 @@ class RowBuilder:
         n = len(items)
         cols = {
             "input_index": pa.array([it.index for it in items], pa.int64()),
-            "path": pa.array([it.path for it in items], pa.string()),
-            "record_id": pa.array([it.record_id for it in items], pa.string()),
+            "path": pa.array([guard.escape_text(it.path) for it in items], pa.string()),
+            "record_id": pa.array([guard.escape_text(it.record_id) for it in items], pa.string()),
             "sampling_rate": pa.array([it.meta.get("sampling_rate") for it in items], pa.float32()),
             "duration_s": pa.array([it.meta.get("duration_s") for it in items], pa.float32()),
             "n_leads": pa.array([it.meta.get("n_leads") for it in items], pa.int16()),
@@ -372,7 +393,7 @@ def _remove_results(parts_dir: str) -> None:
     for f in store.list_parts(parts_dir):
         os.remove(f)
     shutil.rmtree(os.path.join(parts_dir, store.ERRORS_DIR), ignore_errors=True)
-    for name in (store.SUCCESS_FILE, store.PLAN_FILE):
+    for name in (store.SUCCESS_FILE, store.PLAN_FILE, guard.JOB_FILE):
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(parts_dir, name))
 
@@ -393,12 +414,46 @@ def _check_same_job(parts_dir: str, meta: dict) -> None:
             )
 
 
-def plan_job(settings: JobSettings, meta: dict) -> dict:
-    """Rank 0: prepare the output folder, discover the inputs, drop the done ones, write the plan."""
+def _report_skipped(parts_dir: str, meta: dict, skipped: list, done: dict) -> None:
+    """Error rows (input_index -1) for walked entries that were never read (links leaving the input folder), once:
+    a resumed job does not repeat the ones already in the errors table."""
+    if not skipped:
+        return
+    paths = [p for p, _ in skipped]
+    new = ~np.isin(store.path_hashes(paths), done["hashes"]) if done["hashes"].size else np.ones(len(paths), bool)
+    rows = [{"input_index": -1, "path": guard.escape_text(p), "record_id": guard.escape_text(os.path.basename(p)),
+             "error_class": "SkippedInput", "message": guard.escape_text(f"{p}: {why}")}
+            for (p, why), keep in zip(skipped, new) if keep]
+    if rows:
+        writer = store.ShardWriter(parts_dir, 0, meta, chunk_size=len(rows) + 1)
+        writer.add(None, rows)
+        writer.flush()
+        done["errors"] += len(rows)
+
+
+def plan_job(settings: JobSettings, meta: dict, lock: guard.OutputLock | None = None) -> dict:
+    """Rank 0: lock the output folder (`lock`, held by the caller for the job's life), check that a resumed job is
+    the same job (`guard.check_resume`), prepare the folder, discover the inputs, drop the done ones, write the
+    plan."""
     parts_dir = settings.parts_dir
     if os.path.exists(parts_dir) and not os.path.isdir(parts_dir):
         raise JobUsageError(f"--out {parts_dir} exists and is not a folder (use --format csv/json for a file)")
     os.makedirs(parts_dir, exist_ok=True)
+    if lock is not None:
+        try:
+            lock.acquire()  # before anything in the folder is read, removed or written
+        except guard.OutputBusyError as err:
+            raise JobUsageError(str(err)) from None
+    fingerprint = guard.fingerprint(settings, meta)
+    if settings.resume:
+        try:
+            spelled = guard.check_resume(parts_dir, fingerprint)
+        except ValueError as err:
+            raise JobUsageError(str(err)) from None
+        _check_same_job(parts_dir, meta)  # folders written before `_job.json` existed
+        if spelled is not None:  # the same real inputs spelled another way: keep the first run's spelling
+            settings = dataclasses.replace(settings, inputs=spelled)
+            fingerprint["inputs"] = spelled
     if store.has_results(parts_dir) and not settings.resume:
         if not settings.overwrite:
             raise JobUsageError(
@@ -409,20 +464,21 @@ def plan_job(settings: JobSettings, meta: dict) -> dict:
     store.clean_temporaries(parts_dir)
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(parts_dir, store.SUCCESS_FILE))
-    if settings.resume:
-        _check_same_job(parts_dir, meta)
-        if settings.retry_errors:
-            shutil.rmtree(os.path.join(parts_dir, store.ERRORS_DIR), ignore_errors=True)
+    if settings.resume and settings.retry_errors:
+        shutil.rmtree(os.path.join(parts_dir, store.ERRORS_DIR), ignore_errors=True)
+    guard.write_job_file(parts_dir, fingerprint, store.atomic_write_text)
+    skipped: list = []
     try:
         inputs = discover_inputs(settings.inputs, settings.manifest, root=settings.manifest_root,
                                  manifest_column=settings.manifest_column, extensions=settings.extensions,
-                                 limit=settings.limit)
+                                 limit=settings.limit, skipped=skipped, follow_links=settings.follow_links)
     except ValueError as err:
         raise JobUsageError(str(err)) from None
     if not inputs:
         where = ", ".join(map(str, settings.inputs)) or str(settings.manifest)
         raise JobUsageError(f"no ECG files found in {where}")
     done = store.scan_done(parts_dir) if settings.resume else {"hashes": np.zeros(0, np.uint64), "rows": 0, "errors": 0}
+    _report_skipped(parts_dir, meta, skipped, done)
     todo = np.ones(len(inputs), dtype=bool)
     if done["hashes"].size:
         todo = ~np.isin(store.path_hashes(inputs), done["hashes"])
@@ -656,8 +712,9 @@ def _stream_batches(settings, loader, model, device, builder, writer, autocast, 
             agg = {k: aggregate_windows(v, batch.window_to_record, settings.aggregate, num_records=n).astype(np.float32)
                    for k, v in outs.items()}
             rows = builder.build(batch.items, agg)
-        errors = [{"input_index": it.index, "path": it.path, "record_id": it.record_id, "error_class": it.error[0],
-                   "message": it.error[1]} for it in batch.errors]
+        errors = [{"input_index": it.index, "path": guard.escape_text(it.path),
+                   "record_id": guard.escape_text(it.record_id), "error_class": it.error[0],
+                   "message": guard.escape_text(it.error[1])} for it in batch.errors]
         writer.add(rows, errors)
         if bar is not None:
             bar.update(len(batch))
@@ -696,6 +753,21 @@ def run_job(settings: JobSettings) -> JobResult:
 
 
 def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
+    """`_run_locked`, holding the output folder's lock (`guard.OutputLock`, taken by `plan_job` on rank 0) until
+    the job ends (the kernel releases it if the process dies); a full or read-only output is `OutputWriteError`."""
+    lock = guard.OutputLock(settings.parts_dir) if ctx.is_main else None
+    try:
+        return _run_locked(settings, ctx, lock)
+    except OSError as err:  # inputs that cannot be read are error rows: an OSError here is the output's
+        if err.errno in _WRITE_ERRNOS:
+            raise _write_error(err, settings.parts_dir) from None
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(settings: JobSettings, ctx: DistContext, lock) -> JobResult:
     import torch
 
     log = settings.log or sys.stderr
@@ -731,12 +803,22 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
             status["error"] = ("JobUsageError", f"the model {model_id} ({type(model).__name__}) has no diagnosis or "
                                "risk head: use `anyecg embed` for embeddings, or a model with a head")
     if ctx.is_main and status["error"] is None:
-        attempt(lambda: plan_job(settings, meta))
+        def plan():
+            try:
+                return plan_job(settings, meta, lock)
+            except OSError as err:
+                if err.errno in _WRITE_ERRNOS:
+                    raise _write_error(err, settings.parts_dir) from None
+                raise
+
+        attempt(plan)
     for st in ctx.gather(status):
         if st["error"] is not None:
-            cls = {"ModelLoadError": ModelLoadError, "JobUsageError": JobUsageError}.get(st["error"][0], JobError)
+            cls = {"ModelLoadError": ModelLoadError, "JobUsageError": JobUsageError,
+                   "OutputWriteError": OutputWriteError}.get(st["error"][0], JobError)
             err = cls(st["error"][1])
             err.quiet = not ctx.is_main  # every rank stops with the same error; rank 0 reports it
+            warm.join()  # a native thread still running at exit aborts the interpreter (exit 134)
             raise err
 
     # 3. stream this rank's slice (after the warm-up: reader workers forked from here inherit loaded kernels).
