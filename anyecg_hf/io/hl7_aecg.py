@@ -16,13 +16,13 @@ import numpy as np
 
 from ._xml import parse_xml
 from .measurements import measurements_from
+from .muse import stack_leads
 from .record import (
     DEFAULT_MAX_SAMPLES,
     DEFAULT_MAX_XML_BYTES,
     ECGReadError,
     ECGRecord,
     age_between,
-    canonicalize_leads,
     check_samples,
     normalize_age,
     normalize_sex,
@@ -85,6 +85,7 @@ def read_hl7_aecg(path, *, series: int = 0, max_bytes=DEFAULT_MAX_XML_BYTES,
         series (`int`, defaults to 0): which rhythm `<series>` to read when the file holds several.
         max_bytes, max_samples: size limits (see `read_ecg`).
 
+    Files storing only I, II, V1-V6 get III, aVR, aVL, aVF derived as for MUSE (`metadata["derived_leads"]`).
     The first `<sequenceSet>` is read, plus any later set that holds other leads over the same samples (leads
     recorded in groups); sets repeating leads (later segments) are not read. `metadata["sequence_sets"]` and
     `metadata["sequence_sets_read"]` give the counts.
@@ -116,15 +117,13 @@ def read_hl7_aecg(path, *, series: int = 0, max_bytes=DEFAULT_MAX_XML_BYTES,
         if fs2 != fs or {r.size for r in rows2} != {rows[0].size}:
             continue
         names, rows, merged = names + names2, rows + rows2, merged + 1
-    lengths = {r.size for r in rows}
-    if len(lengths) != 1:
-        raise ECGReadError(path, f"leads have different lengths {sorted(lengths)}", FORMAT)
-    signal, names, dropped = canonicalize_leads(np.stack(rows), names, path, FORMAT)
+    signal, names, dropped, derived = stack_leads(rows, names, path, FORMAT, derive=True)
 
     meta = _metadata(root, chosen)
     meta["sequence_sets"] = len(sets)
     meta["sequence_sets_read"] = merged
     meta["dropped_channels"] = dropped
+    meta["derived_leads"] = derived
     return ECGRecord(signal=signal, sampling_rate=fs, lead_names=names, metadata=meta, source=str(path))
 
 

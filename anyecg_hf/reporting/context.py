@@ -179,6 +179,7 @@ def report_context(record, profile: dict, info: ModelInfo, *, flags=(), top_k: i
     """
     diagnoses = list(profile.get("diagnoses") or [])
     shown, more = diagnoses[:top_k], [d for d in diagnoses[top_k:] if d.get("positive")]
+    shown = [dict(d, code_text=_code_text(d)) for d in shown]
     leads, record_flags = quality_by_lead(flags, list(record.lead_names))
     meta = record.metadata or {}
     patient = {k: meta[k] for k in ("age", "sex") if meta.get(k) is not None}
@@ -207,6 +208,17 @@ def report_context(record, profile: dict, info: ModelInfo, *, flags=(), top_k: i
         "model": info.to_dict(),
         "generated": generated or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _code_text(diagnosis: dict) -> str | None:
+    """The codes shown beside a condition: its own, or the crosswalk's exact SNOMED-CT codes (as in FHIR output)."""
+    from .fhir import condition_codings
+
+    codings = condition_codings(diagnosis)
+    if not codings:
+        return None
+    system = "SNOMED-CT" if codings[0]["system"].endswith("snomed.info/sct") else diagnosis.get("code_system")
+    return f"{system} {', '.join(c['code'] for c in codings)}"
 
 
 def _all(flags):

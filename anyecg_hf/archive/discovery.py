@@ -25,6 +25,8 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ..io.folders import walk_ecg_files
+
 WFDB_DATA_EXTENSIONS = (".mat", ".dat")
 MANIFEST_COLUMNS = ("path", "record_id", "record", "file", "filename")
 
@@ -63,42 +65,15 @@ def walk_directory(directory, extensions=None, skipped: list | None = None, foll
         directory (`str` or `os.PathLike`): folder to walk.
         extensions (`str`, `Sequence[str]` or `None`): extensions to keep (`".hea,.xml"` or a list); `"*"` keeps
             every file; `None` keeps what `anyecg_hf.io.read_ecg_dir` reads.
-        skipped (`list`, *optional*): receives `(path, reason)` for entries never read: links (to files or
-            folders) whose real path leaves `directory` (a link to `/etc/passwd` must not be read as samples).
-            FIFOs and devices are never opened (an extension-less one is not sniffed; one with an ECG extension
-            is an input that the readers refuse, so it lands in the errors table).
+        skipped (`list`, *optional*): receives `(path, error class, message)` for entries never opened: links (to
+            files or folders) whose real path leaves `directory` (a link to `/etc/passwd` must not be read as
+            samples), FIFOs, sockets, devices, dangling links (`anyecg_hf.io.folders.walk_ecg_files`). Without
+            it they are left out silently.
         follow_links (`bool`, defaults to `False`): read file links whose target is outside `directory` (a
             folder of links to a dataset elsewhere); folder links are never walked.
     """
-    from ..io.reader import _candidate, outside_root  # the readers' own rules for "is this file an ECG"
-
-    exts = _normalize_extensions(extensions)
-    top = os.path.abspath(directory)
-    for root, dirs, files in os.walk(top):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for d in dirs:
-            link = os.path.join(root, d)
-            if skipped is not None and os.path.islink(link) and outside_root(link, top) is not None:
-                skipped.append((link, "a folder link leading outside the input folder: not walked"))
-        names = set(files)
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            if not follow_links and outside_root(os.path.join(root, name), top) is not None:
-                if skipped is not None:  # the target is not named: it may be a secret
-                    skipped.append((os.path.join(root, name), "a link leading outside the input folder: not read"))
-                continue
-            stem, ext = os.path.splitext(name)
-            ext = ext.lower()
-            if ext in WFDB_DATA_EXTENSIONS and any(stem + h in names for h in (".hea", ".HEA")):
-                continue  # the record's input is its header
-            path = os.path.join(root, name)
-            if exts is None:
-                if not _candidate(Path(path)):
-                    continue
-            elif exts != "*" and ext not in exts:
-                continue
-            yield path
+    return walk_ecg_files(os.path.abspath(directory), extensions=_normalize_extensions(extensions), errors=skipped,
+                          follow_links=follow_links)
 
 
 def read_manifest(manifest, root=None, column: str | None = None) -> list[str]:
@@ -166,7 +141,8 @@ def discover_inputs(
         manifest_column (`str`, *optional*): manifest column to read.
         extensions (*optional*): extensions kept in directory walks (see `walk_directory`).
         limit (`int`, *optional*): keep only the first `limit` inputs (dry runs).
-        skipped (`list`, *optional*): receives `(path, reason)` of walked entries never read (`walk_directory`).
+        skipped (`list`, *optional*): receives `(path, error class, message)` of walked entries never opened
+            (`walk_directory`).
         follow_links (`bool`): read file links leading outside a walked folder (`walk_directory`).
 
     Returns:
