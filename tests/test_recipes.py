@@ -28,9 +28,7 @@ STACH = "427084000"
 
 
 def _recipe(name: str):
-    """Import a recipe script as a module (they import their sibling `common`)."""
-    if str(RECIPES) not in sys.path:
-        sys.path.insert(0, str(RECIPES))
+    """Import a recipe script as a module."""
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"finetune_{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -92,14 +90,14 @@ def _config(dataset, out, **training):
 
 def _run(name, cfg):
     recipe = _recipe(name)
-    import common
+    from anyecg_hf import training as common
 
     path = Path(cfg["training"]["output_dir"]).parent / f"{Path(cfg['training']['output_dir']).name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = common.run(common.load_config(path), recipe.TASK)
+        result = recipe.run(common.load_config(path))
     _reset_accelerate()
     return result
 
@@ -122,6 +120,7 @@ def diagnosis_run(dataset, tmp_path_factory):
     return _run("diagnosis", cfg), out
 
 
+@pytest.mark.floors
 def test_diagnosis_recipe_overfits_and_saves_a_loadable_model(diagnosis_run, dataset, assets):
     from transformers import AutoModel, pipeline
 
@@ -181,6 +180,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(dataset, tmp_path
     assert max(float((a[k] - init[k]).abs().max()) for k in a) > 1e-3
 
 
+@pytest.mark.floors
 def test_risk_recipe_fits_the_baseline_hazard(dataset, tmp_path):
     from transformers import AutoModel
 
@@ -239,6 +239,7 @@ def test_two_processes_match_one(dataset, tmp_path):
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-4
 
 
+@pytest.mark.floors
 def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
     from sklearn.metrics import roc_auc_score
 
@@ -256,7 +257,13 @@ def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
     assert {"metrics.json", "model_card_section.md", "predictions.parquet", "report.md", "diagnosis"} <= files
     assert (report / "diagnosis" / "forest_auroc.png").stat().st_size > 1000
     table = pd.read_csv(report / "diagnosis" / "table.csv")
-    assert table["auroc_ci_low"].notna().any()  # bootstrap CIs were computed
+    # bootstrap CIs were computed; conditions with fewer than 10 positives get none ("n too small")
+    assert ((table["n_pos"] >= 10) & table["defined"]).eq(table["auroc_ci_low"].notna()).all()
+    assert (table.loc[table["defined"] & (table["n_pos"] < 10), "ci_note"] == "n too small").all()
+    summary = json.loads((report / "diagnosis" / "summary.json").read_text())
+    assert summary["summary"]["macro_auroc_ci_low"] < summary["summary"]["macro_auroc_ci_high"]
+    # the dataset has a validation split: thresholds were chosen there
+    assert "youden, chosen on validation" in (report / "model_card_section.md").read_text()
     metrics = json.loads((report / "metrics.json").read_text())
     preds = pd.read_parquet(report / "predictions.parquet")
     test = load_ecg_dataset(dataset, split="test")
@@ -271,11 +278,12 @@ def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
     assert "macro" in (report / "model_card_section.md").read_text().lower()
 
 
+@pytest.mark.floors
 def test_shipped_configs_are_valid_and_bad_keys_are_rejected(tmp_path):
     from accelerate.commands.config.config_args import load_config_from_file
 
     _recipe("diagnosis")
-    import common
+    from anyecg_hf import training as common
 
     for name in ("diagnosis", "risk", "profiling", "tiny_cpu"):
         cfg = common.load_config(RECIPES / "configs" / f"{name}.yaml", ["training.max_steps=7", "data.dataset=/x"])
@@ -297,7 +305,7 @@ def test_shipped_configs_are_valid_and_bad_keys_are_rejected(tmp_path):
 
 def test_parameter_groups_llrd_and_linear_probe():
     _recipe("diagnosis")
-    import common
+    from anyecg_hf import training as common
 
     from anyecg_hf.modeling import AnyECGForDiagnosis
     from anyecg_hf.testing import tiny_config
@@ -320,14 +328,15 @@ def test_parameter_groups_llrd_and_linear_probe():
     assert w == [3.0, 3.0]
 
 
+@pytest.mark.floors
 def test_init_from_ecgfounder_and_from_a_saved_model(ecgfounder_pth_12, diagnosis_run):
     """The backbone comes over whole; head rows are copied for conditions the source knows (by id or name)."""
     _recipe("profiling")
-    import common
+    from anyecg_hf import training as common
 
     from anyecg_hf.modeling import AnyECGForDiagnosis, LabelSpace
 
-    task = _recipe("profiling").TASK
+    task = _recipe("profiling").MODEL_CLASS
     space = LabelSpace([{"id": "AF", "name": "atrial fibrillation"}, {"id": "SB", "name": "Sinus Bradycardia"},
                         {"id": "NEW", "name": "something ECGFounder never saw"}])
     cfg = {"model": {**common.DEFAULTS["model"], "init": "ecgfounder", "name_or_path": str(ecgfounder_pth_12)}}
