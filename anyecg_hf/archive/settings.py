@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 TASKS = ("profile", "embed")
-FORMATS = ("parquet", "csv", "json")
+FORMATS = ("parquet", "csv", "json", "fhir")
 
 
 class JobError(Exception):
@@ -29,6 +30,25 @@ class ModelLoadError(JobError, OSError):
     code = 3
 
 
+class OutputWriteError(JobError):
+    """The output cannot be written (disk full, read-only, no permission); what was written is kept."""
+
+    code = 4
+
+
+# errors of writing the output (a full disk, a read-only or foreign folder), as opposed to bugs
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def output_write_error(err: OSError, folder: str) -> OutputWriteError:
+    """The one-line `OutputWriteError` for an `OSError` met while writing `folder`."""
+    from .guard import escape_text
+
+    what = err.strerror or str(err)
+    return OutputWriteError(f"cannot write the output in {folder}: {what} ({escape_text(err.filename or '')}); "
+                            "the rows written so far are kept: make room (or make it writable) and rerun with --resume")
+
+
 @dataclass
 class JobSettings:
     """Everything a profile/embed job needs. See `anyecg profile --help` for the user-facing meaning.
@@ -36,8 +56,9 @@ class JobSettings:
     Args:
         task (`str`): `"profile"` (diagnoses, risks; needs a model with a head) or `"embed"` (`pooler_output`).
         inputs (`Sequence[str]`): files and folders.
-        out (`str`): output folder (`format="parquet"`) or file (`"csv"`, `"json"`).
-        format (`str`): `"parquet"`, `"csv"` or `"json"`.
+        out (`str`): output folder (`format="parquet"`, or `"fhir"`: one FHIR R4 bundle per record) or file (`"csv"`,
+            `"json"`).
+        format (`str`): `"parquet"`, `"csv"`, `"json"` or `"fhir"` (profiles only; `anyecg_hf.reporting.fhir`).
         manifest, manifest_root, manifest_column, extensions: see `discover_inputs`.
         model (`str`, *optional*): model folder / Hub id / ECGFounder `.pth`; `None` = the default model.
         revision (`str`, *optional*): Hub revision.
@@ -53,7 +74,7 @@ class JobSettings:
         aggregate (`str`): `"mean"` or `"max"` over a record's windows.
         windowing (`str`, *optional*): how records longer than the model's input are cut (`"sliding"`: windows over
             the whole record, as the pipelines do; `"first"`, `"center"`; `None`: the extractor's saved setting).
-        top_k, threshold, horizons: CSV/JSON rendering of profiles (`profile_records`); `threshold` also decides
+        top_k, threshold, horizons: CSV/JSON/FHIR rendering of profiles (`profile_records`); `threshold` also decides
             the `positive` column of Parquet rows.
         read_kwargs (`dict`): passed to `read_ecg` (`format`, `sampling_rate`, `lead_names`, `units`).
         quality (`bool`): signal-quality flags in the `warnings` column.
@@ -61,6 +82,8 @@ class JobSettings:
         threads (`int`, *optional*): torch CPU threads per process.
         progress (`bool`): progress bar on rank 0.
         keep_parts (`bool`): keep the Parquet parts of a CSV/JSON output after rendering.
+        follow_links (`bool`): read links in walked folders whose target is outside the folder (default: they are
+            not read and are rows of the errors table).
         log (file-like): where rank 0 prints the summary (default `sys.stderr`).
     """
 
@@ -94,6 +117,7 @@ class JobSettings:
     threads: int | None = None
     progress: bool = True
     keep_parts: bool = False
+    follow_links: bool = False
     log: object = None
 
     @property

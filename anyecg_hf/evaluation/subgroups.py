@@ -1,11 +1,12 @@
-"""Subgroups of an evaluation: age bands and the per-row subgroup columns (sex, age band, site, ...)."""
+"""Subgroup variables of an evaluation: age bands and the per-row subgroup columns `evaluate_diagnosis` breaks its
+tables down by."""
 
 from __future__ import annotations
-
 
 import numpy as np
 import pandas as pd
 
+__all__ = ["age_bands", "subgroup_columns", "is_missing"]
 
 
 def age_bands(ages, edges=(40, 60, 80)) -> pd.Categorical:
@@ -28,7 +29,7 @@ def age_bands(ages, edges=(40, 60, 80)) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=names, ordered=True)
 
 
-def _subgroup_columns(subgroups, n):
+def subgroup_columns(subgroups, n):
     """{variable: (values as an object array, ordered levels)}."""
     if subgroups is None:
         return {}
@@ -45,10 +46,10 @@ def _subgroup_columns(subgroups, n):
         if values.shape != (n,):
             raise ValueError(f"Subgroup {key!r} has {values.shape[0]} values for {n} samples.")
         if categories is None:
-            categories = sorted({v for v in values if not _is_missing(v)}, key=lambda v: (str(type(v)), v))
+            categories = sorted({v for v in values if not is_missing(v)}, key=lambda v: (str(type(v)), v))
         out[str(key)] = (values, categories)
     return out
 
 
-def _is_missing(v):
+def is_missing(v):
     return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and v.strip() == "")

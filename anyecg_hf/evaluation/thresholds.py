@@ -1,5 +1,9 @@
-"""Decision thresholds of a diagnosis: the selection rules (Youden, balanced accuracy, F1, a target sensitivity or
-specificity, the label space's own, fixed) and the confusion-matrix metrics at a threshold."""
+"""Operating thresholds of a diagnosis evaluation: how they are specified, chosen on labelled data (Youden's J, F1,
+a target sensitivity / specificity) and where they came from, and the confusion metrics at a threshold.
+
+Thresholds chosen on the data they are reported on make sensitivity and specificity optimistic; `anyecg evaluate`
+chooses them on the dataset's validation split when it has one (`thresholds_on`) and says so in the report.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,14 @@ import numbers
 import numpy as np
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+__all__ = ["THRESHOLD_METHODS", "OPTIMISTIC", "select_threshold", "thresholds_on", "threshold_spec", "confusion_metrics",
+           "threshold_split_text"]
 
 THRESHOLD_METHODS = ("youden", "balanced_accuracy", "f1", "sensitivity", "specificity", "label_space", "fixed")
+OPTIMISTIC = "evaluated data (optimistic)"
 
 
-def _threshold_spec(method, label_space, K):
+def threshold_spec(method, label_space, K):
     """Normalise `threshold_method` into (name, target, fixed per-label thresholds or None)."""
     if isinstance(method, str):
         name = method.lower()
@@ -37,8 +44,8 @@ def _threshold_spec(method, label_space, K):
         raise ValueError(
             f"threshold_method: expected a method name, a float, a tuple or {K} thresholds; got {method!r}."
         )
-    if not np.all((values > 0) & (values < 1)):
-        raise ValueError("Per-condition thresholds must lie in (0, 1).")
+    if not np.all(np.isnan(values) | ((values > 0) & (values < 1))):
+        raise ValueError("Per-condition thresholds must lie in (0, 1) (NaN: choose on the evaluated data).")
     return "fixed", None, values
 
 
@@ -78,7 +85,7 @@ def select_threshold(y_true, y_prob, method="youden", target: float | None = Non
     raise ValueError(f"Unknown threshold method {method!r}.")
 
 
-def _confusion_metrics(y, p, threshold):
+def confusion_metrics(y, p, threshold):
     """Sensitivity, specificity, PPV, NPV and F1 at `p >= threshold`; NaN where a denominator is zero."""
     out = dict(sensitivity=np.nan, specificity=np.nan, ppv=np.nan, npv=np.nan, f1=np.nan)
     if not np.isfinite(threshold) or len(y) == 0:
@@ -100,4 +107,29 @@ def _confusion_metrics(y, p, threshold):
         npv=ratio(tn, tn + fn),
         f1=ratio(2 * tp, 2 * tp + fp + fn) if tp + fn > 0 else np.nan,
     )
+    return out
+
+
+def threshold_split_text(sources, given: str) -> str:
+    """Where the thresholds came from, for reports and model cards: `"validation"`, `"evaluated data (optimistic)"`,
+    or both with counts."""
+    counts = {k: int(v) for k, v in sources[sources != ""].value_counts().items()}
+    if len(counts) <= 1:
+        return next(iter(counts), given)
+    return "; ".join(f"{k} ({n} conditions)" for k, n in counts.items())
+
+
+def thresholds_on(y_true, y_prob, label_mask=None, method="youden", target: float | None = None) -> np.ndarray:
+    """One threshold per column chosen with `select_threshold` on labelled data (e.g. a validation split); `NaN`
+    where the column has no positive or no negative there."""
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_prob, dtype=np.float64)
+    mask = np.isfinite(y) & (y >= 0)
+    if label_mask is not None:
+        mask &= np.asarray(label_mask, dtype=bool)
+    out = np.full(y.shape[1], np.nan)
+    for k in range(y.shape[1]):
+        yk = y[mask[:, k], k] == 1
+        if 0 < yk.sum() < yk.size:
+            out[k] = select_threshold(yk.astype(np.int64), p[mask[:, k], k], method=method, target=target)
     return out
