@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput, logging
 
+from .breslow import breslow_baseline  # noqa: F401 - trust_remote_code (see configuration_anyecg)
 from .configuration_anyecg import AnyECGConfig
 from .convert_ecgfounder import DEFAULT_FILENAMES  # noqa: F401 - trust_remote_code (see configuration_anyecg)
 from .ecgfounder_labels import ECGFOUNDER_LABELS  # noqa: F401 - same
@@ -37,6 +38,7 @@ from .layers import Stage  # noqa: F401 - same
 from .modeling_anyecg import AnyECGModel, AnyECGPreTrainedModel, _load_strict, masked_bce_with_logits
 from .recalibration import RiskRecalibrationMixin
 from .risk_heads import AnyECGCoxRiskHead, AnyECGDiscreteHazardHead, AnyECGRegressionHead, _build_risk_head  # noqa: F401
+from .survival import cox_partial_likelihood_loss  # noqa: F401 - trust_remote_code (see configuration_anyecg)
 
 try:  # transformers >= 5: init functions that skip tensors already loaded from a checkpoint
     from transformers import initialization as init
