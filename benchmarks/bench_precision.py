@@ -94,7 +94,7 @@ def int8_paths(model, x_calib: np.ndarray, folder: Path, threads: int) -> dict:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from anyecg_hf.runtime import OnnxECGModel, export_onnx
+    from anyecg_hf.export import OnnxECGModel, export_onnx
 
     fp32 = folder / "model.onnx"
     start = time.perf_counter()

@@ -78,7 +78,7 @@ def _png(b64):
 
 def test_report_page_content_matches_the_pipeline(reporter, report_model, assets):
     from anyecg_hf.io import read_ecg
-    from anyecg_hf.pipelines.default_model import load_model_and_extractor
+    from anyecg_hf.prediction import load_model_and_extractor
     from anyecg_hf.pipelines.profiling import ECGProfilingPipeline
     from anyecg_hf.plotting import ecg_plot_size
 
@@ -233,3 +233,53 @@ def test_plot_display_filter_has_no_edge_transient(assets):
         later = np.abs(np.median(y[:, fs:].reshape(12, 9, fs), axis=2)).max(axis=1)
         assert first.max() < 0.3, (name, first.max())
         assert np.all(first <= np.maximum(0.3, 2 * later)), name
+
+
+# ------------------------------------------------------------------------------------------------ the app's handler
+def test_app_handler_samples_uploads_and_errors(reporter, assets, tmp_path):
+    """The web app's handler without Gradio (the browser test drives the real app): a sample, an upload of a WFDB
+    pair, a header without its signal file, a corrupt file; uploads are gone afterwards in every case."""
+    import csv
+
+    from anyecg_hf.io import ECGReadError, read_ecg
+    from anyecg_hf.reporting.app import analyse, sample_files
+
+    samples = sample_files()
+    assert sorted(samples) == ["E07500", "HR06000", "HR06001", "HR06002", "JS20000"]
+    fragment, downloads = analyse(reporter, None, "HR06000", samples, out_root=str(tmp_path))
+    assert "ECG report: HR06000" in fragment and fragment.startswith("<style>")
+    with open(downloads[0], newline="") as f:
+        rows = list(csv.DictReader(f))
+    expected = reporter.report(samples["HR06000"]).rows
+    assert [r["label"] for r in rows] == [r["label"] for r in expected]
+    assert [float(r["score"]) for r in rows[:5]] == pytest.approx([r["score"] for r in expected[:5]], abs=1e-12)
+    assert {r["precision"] for r in rows} == {"fp32"}
+    assert Path(downloads[1]).read_text().startswith("<!DOCTYPE html>")
+
+    up = tmp_path / "upload1"
+    up.mkdir()
+    for ext in (".hea", ".mat"):
+        shutil.copy(assets / "data" / "cinc2021" / f"JS20000{ext}", up / f"JS20000{ext}")
+    fragment, downloads = analyse(reporter, [str(up / "JS20000.mat"), str(up / "JS20000.hea")], "HR06000", samples)
+    assert "ECG report: JS20000" in fragment and len(downloads) == 2  # the upload wins over the sample
+    assert not up.exists()  # the upload and its folder are deleted
+
+    up = tmp_path / "upload2"
+    up.mkdir()
+    shutil.copy(assets / "data" / "cinc2021" / "JS20000.hea", up / "JS20000.hea")
+    fragment, downloads = analyse(reporter, [str(up / "JS20000.hea")], None, samples)
+    assert downloads == [] and 'role="alert"' in fragment and "JS20000.mat is missing" in fragment
+    assert not up.exists()
+
+    up = tmp_path / "upload3"
+    up.mkdir()
+    bad = up / "ecg.xml"
+    bad.write_text("<RestingECG><Waveform>")
+    with pytest.raises(ECGReadError) as err:
+        read_ecg(bad)
+    fragment, downloads = analyse(reporter, [str(bad)], None, samples)
+    assert downloads == [] and str(err.value).replace(str(bad), "ecg.xml") in fragment.replace("&#x27;", "'")
+    assert "Traceback" not in fragment and str(tmp_path) not in fragment and not up.exists()
+
+    fragment, _ = analyse(reporter, None, None, samples)
+    assert "Upload an ECG file" in fragment

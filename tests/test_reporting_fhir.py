@@ -9,7 +9,7 @@ import pytest
 from anyecg_hf.labels import crosswalk
 from anyecg_hf.modeling import LabelSpace
 from anyecg_hf.modeling.ecgfounder_labels import ECGFOUNDER_LABELS
-from anyecg_hf.pipelines.outputs import profile_records
+from anyecg_hf.prediction import profile_records
 from anyecg_hf.reporting import ModelInfo, fhir_bundle, write_fhir_bundle
 from anyecg_hf.reporting.fhir import validate_bundle
 

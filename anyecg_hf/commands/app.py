@@ -6,7 +6,6 @@ from __future__ import annotations
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "app",
-        help="web app: upload an ECG (or pick a sample), see its report, download the rows (needs [app])",
         description="Start the Gradio web app locally (127.0.0.1 unless --host says otherwise). It is the same app "
         "as the Hugging Face Space's app.py. Uploaded files are deleted once their report is shown. Needs the "
         "extra: pip install 'anyecg_hf[app]'. Exit codes: 0 stopped, 2 usage error or gradio missing, 3 the model "
@@ -23,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..cli import CLIError
+    from .errors import CLIError
 
     try:
         import gradio  # noqa: F401

@@ -10,7 +10,6 @@ import sys
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "plot",
-        help="plot an ECG (3x4 + rhythm strip) with per-lead attributions for a condition",
         description="Plot one ECG file on ECG paper (25 mm/s, 10 mm/mV; standard 3x4 layout with a lead II rhythm "
         "strip). With a model (default: the converted public ECGFounder), the title lists the top diagnoses and an "
         "overlay shows which parts of which leads drive the score of --condition (integrated gradients; red raises, "
@@ -46,7 +45,7 @@ def risk_path(out: str) -> str:
 
 
 def run(args) -> int:
-    from ..cli import CLIError
+    from .errors import CLIError
     from ..io import ECGReadError, read_ecg
     from ..plotting import NoRiskCurvesError, plot_ecg, plot_risk_curves, risk_curves
 
@@ -61,7 +60,7 @@ def run(args) -> int:
         return 0
 
     from ..attribution import explain_record
-    from ..pipelines.default_model import load_model_and_extractor
+    from ..prediction import load_model_and_extractor
     from ..pipelines.profiling import ECGProfilingPipeline
 
     try:

@@ -19,7 +19,6 @@ exit codes:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "report",
-        help="HTML report per ECG (tracing, measurements, top conditions, quality, risk) + index page",
         description="Write OUT/index.html and one self-contained page per ECG: the 12-lead tracing, the cart's "
         "measurements when the file has them, the top conditions with probability, threshold and decision, the "
         "signal-quality flags per lead, risk curves for models with a risk head, and the model's id, revision and "
@@ -43,7 +42,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..cli import CLIError
+    from .errors import CLIError
 
     if args.top_k < 1:
         raise CLIError("--top-k must be >= 1")

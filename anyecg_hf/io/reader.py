@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .detect import EXTENSIONS, FORMATS, WFDB_DATA_EXTENSIONS, detect_format, sniff_format, wfdb_header_for
+from .detect import FORMATS, detect_format, wfdb_header_for
+from .folders import walk_ecg_files
 from .record import ECGReadError, ECGRecord, check_regular, finalize
 
 # format -> (module, reader function)
@@ -126,35 +127,6 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
     return finalize(record, path, fmt)
 
 
-def outside_root(path, root) -> str | None:
-    """Where `path` really leads when that is outside the folder `root` (a symlink, or a link in its parents,
-    leaving the input folder), else `None`. Folder walks skip such files and report them: a link to `/etc/passwd`
-    in an input folder must not be read as samples."""
-    real = os.path.realpath(path)
-    base = os.path.realpath(root)
-    if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
-        return None
-    return real
-
-
-def _candidate(path: Path) -> bool:
-    """Whether a folder walk should try `path` (WFDB data files are read through their `.hea`)."""
-    suffix = path.suffix.lower()
-    if suffix in WFDB_DATA_EXTENSIONS:
-        return False
-    if suffix in EXTENSIONS or suffix == ".xml":
-        return True
-    if suffix == "":
-        try:
-            check_regular(path)  # an extension-less FIFO must not block discovery
-            with open(path, "rb") as f:
-                head = f.read(65536)
-            return sniff_format(head) is not None
-        except (OSError, ECGReadError):
-            return False
-    return False
-
-
 class ECGDirectoryReader:
     """Iterator over the ECG records of a folder (returned by `read_ecg_dir`).
 
@@ -163,7 +135,7 @@ class ECGDirectoryReader:
     READMEs, WFDB `.dat`/`.mat` data files read through their `.hea`, ...) are listed in `skipped`.
 
     Attributes:
-        files (`list[pathlib.Path]`): the files that will be read, in sorted order.
+        files (`list[pathlib.Path]`): the files that will be read, in the order of `walk_ecg_files`.
         errors (`list[tuple[str, str, str]]`): unreadable files so far, and, from the start, the entries never
             opened: links leading outside the folder, FIFOs, sockets, devices, dangling links.
         skipped (`list[str]`): files ignored by the walk.
@@ -180,29 +152,8 @@ class ECGDirectoryReader:
         self.errors: list[tuple[str, str, str]] = []
         self.skipped: list[str] = []
         self.n_read = 0
-        walker = self.folder.rglob("*") if recursive else self.folder.glob("*")
-        files = []
-        for p in sorted(walker):
-            rel = p.relative_to(self.folder).parts
-            if any(part.startswith(".") for part in rel):
-                continue
-            if outside_root(p, self.folder) is not None:  # the target is not named: it may be a secret
-                self.errors.append((str(p), "ECGReadError", f"{p}: a link leading outside the input folder: skipped"))
-                continue
-            if p.is_dir():
-                continue
-            if not p.is_file():  # FIFO, socket, device, dangling link: never opened
-                if p.is_symlink() and not p.exists():
-                    self.errors.append((str(p), "FileNotFoundError", f"{p}: dangling symlink"))
-                else:
-                    self.errors.append((str(p), "ECGReadError", f"{p}: not a regular file (FIFO, socket or "
-                                                                "device): not opened"))
-                continue
-            if _candidate(p):
-                files.append(p)
-            elif not (p.suffix.lower() in WFDB_DATA_EXTENSIONS and wfdb_header_for(p) is not None):
-                self.skipped.append(str(p))  # a WFDB data file is read through its .hea: not "skipped"
-        self.files: list[Path] = files
+        self.files: list[Path] = [Path(p) for p in walk_ecg_files(self.folder, recursive=recursive,
+                                                                  skipped=self.skipped, errors=self.errors)]
         self._progress = progress
         self._iter = None
 

@@ -18,6 +18,7 @@ Chain, per record (each step a named, saved option; the defaults are the release
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Sequence
@@ -162,6 +163,17 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         params = dict(sampling_rate=config.sampling_rate, num_samples=config.num_samples, lead_names=lead_names)
         params.update(kwargs)
         return cls(**params)
+
+    def with_windowing(self, windowing: str | None) -> AnyECGFeatureExtractor:
+        """This extractor, or a validated copy that cuts long records with `windowing` (`"sliding"`, `"first"`,
+        `"center"`; `None` or the same setting: `self`). What the pipelines and `anyecg profile` use for their
+        `windowing` option."""
+        if windowing is None or windowing == self.windowing:
+            return self
+        variant = copy.deepcopy(self)
+        variant.windowing = windowing
+        variant._validate()
+        return variant
 
     # ------------------------------------------------------------------ filters
     def _filter_plan(self):

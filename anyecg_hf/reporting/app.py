@@ -36,7 +36,7 @@ def sample_files(folder=None) -> dict:
     try:  # the archive engine's walk: the readers' own notion of an ECG file, one entry per WFDB record
         from ..archive.discovery import walk_directory
     except ImportError:
-        from ..inference.discovery import walk_directory
+        from ..archive.discovery import walk_directory
 
     names = {}
     for p in walk_directory(folder):

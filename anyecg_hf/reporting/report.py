@@ -25,7 +25,7 @@ from .html import render_index, render_report
 @dataclass
 class ReportResult:
     """One ECG's report: the page (`html`, a full document; `fragment` for embedding), the profile and its table
-    rows (`anyecg_hf.pipelines.outputs.profile_rows` columns plus `precision`), and the record read."""
+    rows (`anyecg_hf.prediction.profile_rows` columns plus `precision`), and the record read."""
 
     record: object
     profile: dict
@@ -53,7 +53,7 @@ class ECGReporter:
     """Makes reports with one loaded model.
 
     Args:
-        model, feature_extractor: as returned by `anyecg_hf.pipelines.default_model.load_model_and_extractor`.
+        model, feature_extractor: as returned by `anyecg_hf.prediction.load_model_and_extractor`.
         info (`ModelInfo`): model id / revision / precision shown on each page.
         precision (`str`): `"fp32"` (default), `"bf16"`, `"fp16"` or `"auto"` (`anyecg_hf.runtime.precision`).
         top_k (`int`): conditions shown per page (plus any other positive one).
@@ -76,7 +76,7 @@ class ECGReporter:
     def from_pretrained(cls, model=None, *, revision: str | None = None, device: str | None = None,
                         precision: str = "fp32", **kwargs) -> "ECGReporter":
         """Load `model` (folder, Hub id, ECGFounder `.pth`; `None` = the default model) and build a reporter."""
-        from ..pipelines.default_model import load_model_and_extractor
+        from ..prediction import load_model_and_extractor
         from ..runtime.precision import precision_label, resolve_precision
 
         loaded, extractor = load_model_and_extractor(model, device=device or "cpu", revision=revision)
@@ -92,7 +92,7 @@ class ECGReporter:
             ECGReadError / FileNotFoundError / ImportError: from `read_ecg`, with its message (file and problem).
         """
         from ..io import read_ecg
-        from ..pipelines.outputs import profile_rows
+        from ..prediction import profile_rows
         from ..plotting import NoRiskCurvesError, plot_ecg, plot_risk_curves, risk_curves
         from ..processing import signal_quality
         from ..runtime.precision import autocast
@@ -134,7 +134,7 @@ class ECGReporter:
         try:  # the archive engine's own input discovery (moved by the layout-v2 refactor)
             from ..archive.discovery import discover_inputs
         except ImportError:
-            from ..inference.discovery import discover_inputs
+            from ..archive.discovery import discover_inputs
         from ..io import ECGReadError
 
         os.makedirs(out, exist_ok=True)
