@@ -51,6 +51,8 @@ def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horiz
             for row in profile_rows(profile):
                 out = {"record": row.pop("record"), "path": data["path"][i]}
                 out.update(row)
+                if "precision" in cols:
+                    out["precision"] = data["precision"][i]
                 yield out
 
 
@@ -59,8 +61,11 @@ def embedding_row_dicts(table: pa.Table):
     for batch in table.to_batches(max_chunksize=_ROW_BATCH):
         data = batch.to_pydict()
         for i in range(batch.num_rows):
-            yield {"record": data["record_id"][i], "path": data["path"][i], "embedding": data["embedding"][i],
+            row = {"record": data["record_id"][i], "path": data["path"][i], "embedding": data["embedding"][i],
                    "warnings": "; ".join(data["warnings"][i] or [])}
+            if "precision" in data:
+                row["precision"] = data["precision"][i]
+            yield row
 
 
 def _write_rows(rows, path: str, fmt: str, flatten_embedding: bool = False) -> int:

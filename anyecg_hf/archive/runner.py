@@ -25,6 +25,7 @@ import threading
 import time
 
 from ..processing import filters
+from ..runtime.precision import precision_label, resolve_precision
 from . import store
 from .cpu import default_threads, default_workers, preprocessing_threads
 from .distributed import DistContext, init_distributed
@@ -78,6 +79,11 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
     warm = threading.Thread(target=filters.warm_up, name="anyecg-warm-up", daemon=True)
     warm.start()
 
+    try:  # e.g. fp16 on a CPU without native float16
+        precision = precision_label(resolve_precision(settings.precision, ctx.device))
+    except ValueError as err:
+        raise JobUsageError(f"--precision: {err}") from None
+
     # 1-2. model (rank 0 first: it converts the default model once) and plan (rank 0); then agree.
     status: dict = {"error": None}
     loaded = meta = None
@@ -99,6 +105,7 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
     if loaded is not None:
         model, extractor, model_id, revision = loaded
         meta = job_metadata(settings, model, extractor, model_id, revision)
+        meta["precision"] = precision
         if settings.task == "profile" and not any(model.heads.values()):
             status["error"] = ("JobUsageError", f"the model {model_id} ({type(model).__name__}) has no diagnosis or "
                                "risk head: use `anyecg embed` for embeddings, or a model with a head")
@@ -115,7 +122,7 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
     warm.join()
     indices, paths, info = store.read_plan(settings.parts_dir, ctx.rank, ctx.world_size)
     builder = RowBuilder(settings.task, model.config, model_id, revision, json.dumps(meta["preprocessing"], sort_keys=True),
-                         settings.threshold)
+                         settings.threshold, meta["precision"])
     t_start = time.perf_counter()
     counts = stream(settings, ctx, model, extractor, builder, meta, indices, paths, workers)
     counts["wall"] = time.perf_counter() - t_start
