@@ -17,6 +17,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--records", required=True, help="folder of ECG files (any format anyecg reads; searched recursively)")
     p.add_argument("--labels", default=None, help="label table (.csv/.tsv/.parquet); optional with --layout cinc")
+    p.add_argument("--targets", default=None,
+                   help="targets folder of `anyecg build-targets` (EHR phecode targets, kept sparse: batches are "
+                   "expanded on the fly); instead of --labels")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--layout", choices=("table", "cinc", "ptbxl"), default="table",
                    help="'table' (default), 'cinc' (CinC 2020/2021: labels from the headers' # Dx codes) or 'ptbxl' "
@@ -75,7 +78,13 @@ def run(args) -> int:
             label_space = "scored"
         else:
             label_space = LabelSpace.load(args.label_space) if args.label_space else None
-        if args.layout == "cinc":
+        if args.targets:
+            if args.labels or args.layout != "table":
+                raise ValueError("--targets replaces --labels (and needs --layout table).")
+            from ..ehr.dataset import build_ehr_dataset
+
+            ds, report = build_ehr_dataset(args.records, args.targets, split=split, seed=args.seed, **common)
+        elif args.layout == "cinc":
             if args.labels:
                 raise ValueError("--layout cinc takes its labels from the headers; drop --labels or use --layout table.")
             ds, report = build_cinc(args.records, label_space, unknown_codes=args.unknown_codes or "ignore",

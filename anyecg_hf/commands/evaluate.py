@@ -108,8 +108,11 @@ def run(args) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     config = model.config
+    from ..ehr.dataset import condition_index
+
     collator = ECGDataCollator(num_samples=config.num_samples, num_leads=config.in_channels,
-                               sampling_rate=config.sampling_rate, window=args.window, train=False)
+                               sampling_rate=config.sampling_rate, window=args.window, train=False,
+                               ehr_index=condition_index(ds))
     dl = DataLoader(ds.with_format("numpy"), batch_size=args.batch_size, shuffle=False, collate_fn=collator)
     preds = collect_predictions(model, dl, progress=True)
     patients = list(ds["patient_id"]) if "patient_id" in ds.column_names else None
@@ -125,6 +128,7 @@ def run(args) -> int:
                        "classifier, time_/event_ columns for its risk head).")
     out = Path(args.out)
     written = write_evaluation(out, result, model_name=args.model, dataset=f"{args.dataset} [{args.split}]")
+    written += _phecode_summary(out, result, preds, config)
     _write_predictions(out, ds, preds, config)
     print(f"wrote {out}: {', '.join(sorted(written))}")
     for key, value in result.metrics.items():
@@ -159,3 +163,20 @@ def _write_predictions(out: Path, ds, preds: dict, config) -> None:
         for j, c in enumerate(config.risk_label_space):
             frame[f"risk_{c.id}"] = preds["risk_scores"][:, j]
     frame.to_parquet(out / "predictions.parquet", index=False)
+
+
+def _phecode_summary(out: Path, result, preds: dict, config) -> list[str]:
+    """Over a phecode label space (`anyecg build-targets`): `phecodes/` (counts above AUROC cut-offs, categories,
+    forest plots, top/bottom, comorbidity; `anyecg_hf.evaluation.phecode_summary`)."""
+    from ..evaluation.phecode_summary import is_phecode_space, write_phecode_summary
+
+    diag_space = config.label_space if result.diagnosis_report is not None else None
+    risk_space = getattr(config, "risk_label_space", None) if result.risk_report is not None else None
+    if not (is_phecode_space(diag_space) or is_phecode_space(risk_space)):
+        return []
+    labels = preds.get("labels")
+    write_phecode_summary(out, result.diagnosis_report if is_phecode_space(diag_space) else None,
+                          result.risk_report if is_phecode_space(risk_space) else None, label_space=diag_space,
+                          risk_label_space=risk_space, probs=preds.get("diagnosis_probs") if labels is not None else None,
+                          labels=labels, label_mask=preds.get("label_mask"))
+    return ["phecodes"]
