@@ -66,8 +66,8 @@ def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horiz
         for row in profile_rows(profile):
             out = {"record": row.pop("record"), "path": path}
             out.update(row)
+            out["precision"] = profile.get("precision")  # always present (None for results of older versions)
             out["measurements"] = measured  # always present: the CSV header comes from the first row
-            out["precision"] = profile.get("precision")  # likewise (None for results of older versions)
             yield out
 
 
@@ -79,8 +79,8 @@ def embedding_row_dicts(table: pa.Table):
         for i in range(batch.num_rows):
             yield {"record": data["record_id"][i], "path": data["path"][i], "embedding": data["embedding"][i],
                    "warnings": "; ".join(data["warnings"][i] or []),
-                   "measurements": data["measurements"][i] if has_measurements else None,
-                   "precision": data["precision"][i] if "precision" in data else None}
+                   "precision": data["precision"][i] if "precision" in data else None,
+                   "measurements": data["measurements"][i] if has_measurements else None}
 
 
 def _write_rows(rows, path: str, fmt: str, flatten_embedding: bool = False) -> int:
