@@ -150,6 +150,9 @@ def test_build_dataset_train_evaluate_and_load(assets, ehr_targets):
     cats = pd.read_csv(ph / "categories.csv")
     assert set(cats["category"]) <= {"circulatory system", "endocrine/metabolic", "neoplasms"}
     assert (ph / "phecode_summary.md").exists() and (ph / "forest_category_auroc.png").exists()
+    assert {"condition_a", "condition_b"} <= set(pd.read_csv(ph / "comorbidity" / "comorbidity_pairs.csv").columns)
+    cooc = pd.read_csv(ph / "comorbidity" / "cooccurrence_observed.csv", index_col=0)
+    assert cooc.shape == (len(space), len(space)) and set(cooc.index) == set(space.names)  # the phecode space
 
     pipe = pipeline("ecg-profiling", model=str(final))
     with warnings.catch_warnings():
