@@ -199,19 +199,18 @@ def _run_locked(settings: JobSettings, ctx: DistContext, lock) -> JobResult:
             from .render import render
 
             rendered = render(settings.parts_dir, settings.out, settings.format, settings.task, model.config,
-                              settings.top_k, settings.threshold, settings.horizons, _model_info(settings, model))
+                              settings.top_k, settings.threshold, settings.horizons,
+                              _model_info(settings, model, meta["precision"]))
             if not settings.keep_parts:
                 shutil.rmtree(settings.parts_dir, ignore_errors=True)
         print_summary(result, settings, rendered, log)
     return result
 
 
-def _model_info(settings: JobSettings, model):
-    """Model id / revision / precision for FHIR output (`None` for the other formats)."""
+def _model_info(settings: JobSettings, model, precision: str):
+    """Model id / revision / the precision the job ran in, for FHIR output (`None` for the other formats)."""
     if settings.format != "fhir":
         return None
     from ..reporting.context import ModelInfo
 
-    precision = getattr(settings, "precision", None) or {"float32": "fp32", "bfloat16": "bf16",
-                                                         "float16": "fp16"}.get(settings.dtype, settings.dtype)
     return ModelInfo.from_model(model, settings.model, settings.revision, precision)
