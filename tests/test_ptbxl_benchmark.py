@@ -206,8 +206,8 @@ def test_benchmark_command_zero_shot(seeded_model_12, tmp_path):
     assert code == 0
     table = pd.read_csv(out / "benchmark.csv")
     ours = table.iloc[0]
-    assert ours["source"] == "this run" and ours["superdiagnostic_labels"] == "4/4"  # NORM, MI, STTC, HYP occur
-    assert ours["rhythm_labels"].endswith("/4")  # SR, STACH, AFIB, SBRAD
+    assert ours["source"] == "this run" and ours["superdiagnostic_labels"] == "5/5"  # NORM, MI, STTC, HYP, CD occur
+    assert ours["rhythm_labels"] == "4/4"  # SR, STACH, AFIB, SBRAD
     per_task = pd.read_csv(out / "superdiagnostic" / "diagnosis" / "table.csv")
     assert ours["superdiagnostic"] == pytest.approx(per_task["auroc"].dropna().mean())
     assert "xresnet1d101" in (out / "benchmark.md").read_text()
