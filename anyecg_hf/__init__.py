@@ -1,8 +1,10 @@
 """anyecg_hf: ECG foundation models (ECGFounder backbone, AnyECG heads) for the Hugging Face ecosystem.
 
-Importing the package registers `AnyECGConfig` / the AnyECG models with `AutoConfig` / `AutoModel`, the feature
-extractor with `AutoFeatureExtractor`, and the `ecg-profiling`, `ecg-classification` and `ecg-embedding` pipelines.
-Everything else (readers, evaluation, data) is imported lazily on first use.
+Importing the package is light (no torch, no transformers): every public name is imported on first use. The AnyECG
+classes are registered with `AutoConfig` / `AutoModel` / `AutoFeatureExtractor`, and the `ecg-profiling`,
+`ecg-classification` and `ecg-embedding` tasks with transformers' pipeline registry, as soon as transformers imports
+those modules (an import hook, `anyecg_hf.registration`), so `import anyecg_hf` then `pipeline("ecg-profiling", ...)`
+works as before.
 """
 
 from __future__ import annotations
@@ -50,27 +52,6 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-def _register() -> None:
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+from .registration import install as _install_registration  # noqa: E402
 
-    from .modeling import AUTO_MODEL_CLASSES, AnyECGConfig
-
-    AutoConfig.register(AnyECGConfig.model_type, AnyECGConfig, exist_ok=True)
-    # A tuple makes AutoModel pick the class named in config.architectures (transformers' `_get_model_class`),
-    # defaulting to the bare backbone like BertModel for BERT.
-    AutoModel.register(AnyECGConfig, AUTO_MODEL_CLASSES, exist_ok=True)
-
-    for module, hook in (("anyecg_hf.processing", None), ("anyecg_hf.pipelines", "register_pipelines")):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as err:  # sub-package not built yet in this checkout
-            if err.name != module:
-                raise
-            continue
-        if hook is None:
-            AutoFeatureExtractor.register(AnyECGConfig, mod.AnyECGFeatureExtractor, exist_ok=True)
-        else:
-            getattr(mod, hook)()
-
-
-_register()
+_install_registration()

@@ -1,7 +1,9 @@
 """The `anyecg` command line: one entry point, one module per subcommand in `anyecg_hf.commands`.
 
-Each module in `COMMANDS` defines `register(subparsers)` that adds its subparser and sets `func` (a callable taking
-the parsed args and returning an exit code). Adding a subcommand means adding a module and its name here.
+`COMMANDS` is the index: subcommand -> (module, one line for `anyecg --help`). Only the module of the subcommand
+being run is imported (it defines `register(subparsers)`, which adds its options and sets `func`, a callable taking
+the parsed args and returning an exit code), so `anyecg --help` and `--version` import neither torch nor
+transformers. Adding a subcommand means adding a module and its line here.
 Run as `anyecg ...`, `python -m anyecg_hf.cli ...` or `accelerate launch -m anyecg_hf.cli ...`.
 """
 
@@ -11,27 +13,29 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = (
-    "convert",  # convert-ecgfounder
-    "profile",  # profile (+ archive-scale options)
-    "embed",
-    "plot",
-    "evaluate",
-    "build_dataset",
-    "build_targets",
-    "export_onnx",
-)
+from .commands.errors import CLIError
+
+__all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
+
+COMMANDS = {
+    "convert-ecgfounder": ("convert", "convert an original ECGFounder checkpoint to a Hugging Face model folder"),
+    "profile": ("profile", "health profiles (diagnoses, risks) of ECG files or a whole archive"),
+    "embed": ("embed", "ECG embeddings (pooled backbone features) of ECG files or a whole archive"),
+    "plot": ("plot", "plot an ECG (3x4 + rhythm strip) with per-lead attributions for a condition"),
+    "evaluate": ("evaluate", "evaluate a model on a dataset split (AUROC/AUPRC with CIs, C-index, calibration, "
+                 "model-card section)"),
+    "build-dataset": ("build_dataset", "build a fine-tuning dataset from a folder of ECG files and a label table"),
+    "build-targets": ("build_targets", "build phecode diagnosis and risk targets from EHR extracts (diagnosis codes, "
+                      "follow-up)"),
+    "export-onnx": ("export_onnx", "export a model to ONNX (dynamic batch) and check it with ONNX Runtime"),
+    "report": ("report", "HTML report per ECG (tracing, measurements, top conditions, quality, risk) + index page"),
+    "app": ("app", "web app: upload an ECG (or pick a sample), see its report, download the rows (needs [app])"),
+}
 
 
-class CLIError(Exception):
-    """An error whose message is shown to the user as is (no traceback), with exit code `code`."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser listing every subcommand; `command`'s module is imported and adds its options (the others are
+    listed with their one-line help only)."""
     from .version import __version__
 
     parser = argparse.ArgumentParser(
@@ -40,20 +44,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"anyecg_hf {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"anyecg_hf.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"anyecg_hf.commands.{name}":
-                continue  # subcommand not shipped in this build
-            raise
-        module.register(subparsers)
+    for name, (module, help_line) in COMMANDS.items():
+        if name == command:
+            importlib.import_module(f"anyecg_hf.commands.{module}").register(_Listed(subparsers, help_line))
+        else:
+            subparsers.add_parser(name, help=help_line)
     return parser
 
 
+class _Listed:
+    """The subparsers action as a command module sees it: its parser gets the one-line help of `COMMANDS`."""
+
+    def __init__(self, subparsers, help_line: str):
+        self._subparsers, self._help = subparsers, help_line
+
+    def add_parser(self, name, **kwargs):
+        return self._subparsers.add_parser(name, help=self._help, **kwargs)
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     args.raw_argv = argv  # for commands that relaunch themselves (profile/embed --processes)
     if not getattr(args, "func", None):
@@ -70,7 +82,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    # Re-import under the package name so that `CLIError` raised by subcommands is this module's class.
-    from anyecg_hf.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -93,7 +93,11 @@ def _draw_grid(ax, x0, x1, y0, y1):
 
 def _display_signal(signal: np.ndarray, fs: float, filtered: bool) -> np.ndarray:
     """Signal as drawn: optional 0.5 Hz zero-phase high-pass (removes baseline wander and offsets so each trace
-    stays on its row), NaN gaps kept as gaps."""
+    stays on its row), NaN gaps kept as gaps.
+
+    The edges are mirrored (even reflection, 3 s) before filtering. scipy's default odd extension hangs the padding
+    on the first sample's value, so a record that starts on a spike or a step showed a baseline swing of up to
+    ~1 mV over its first second (CinC record JS20007); a mirror does not depend on one sample."""
     x = np.asarray(signal, dtype=np.float64)
     if not filtered or x.shape[-1] < 30:
         return x - np.nanmedian(x, axis=-1, keepdims=True)
@@ -102,8 +106,9 @@ def _display_signal(signal: np.ndarray, fs: float, filtered: bool) -> np.ndarray
     nan = ~np.isfinite(x)
     filled = np.where(nan, 0.0, x - np.nanmedian(x, axis=-1, keepdims=True))
     sos = sps.butter(2, 0.5, "highpass", fs=fs, output="sos")
-    padlen = min(x.shape[-1] - 1, int(3 * fs))
-    y = sps.sosfiltfilt(sos, filled, axis=-1, padlen=padlen)
+    pad = min(x.shape[-1] - 1, int(3 * fs))
+    mirrored = np.pad(filled, ((0, 0), (pad, pad)), mode="reflect")
+    y = sps.sosfiltfilt(sos, mirrored, axis=-1, padlen=0)[:, pad : pad + x.shape[-1]]
     y[nan] = np.nan
     return y
 
@@ -129,6 +134,7 @@ def plot_ecg(
     layout: str = "auto",
     start: float = 0.0,
     filtered: bool = True,
+    measurements: dict | None = None,
     dpi: int = 150,
     out=None,
 ):
@@ -143,12 +149,16 @@ def plot_ecg(
             condition's score up, blue where it pushes it down, opacity proportional to the magnitude (smoothed
             over 40 ms, normalised by the largest value over all leads); each lead label shows its share of the
             total absolute attribution. Attribution time 0 is the start of the model's window (the record's start).
-        title, subtitle (`str`, *optional*): header lines (default: the record id, rate and duration).
+        title, subtitle (`str`, *optional*): header lines (default: the record id, rate and duration). A subtitle
+            too long for one line is wrapped onto two, then cut with an ellipsis: it never runs off the page.
         layout (`str`): `"auto"` (3x4 + rhythm strip when standard leads are present, else `"stack"`), `"3x4"` or
             `"stack"`.
         start (`float`): first second shown (10 s are shown).
-        filtered (`bool`, defaults to `True`): 0.5 Hz high-pass for display (baseline wander); the model's own
-            preprocessing is unaffected.
+        filtered (`bool`, defaults to `True`): 0.5 Hz high-pass for display (baseline wander; edges mirrored, so
+            the first second has no filter transient); the model's own preprocessing is unaffected.
+        measurements (`dict`, *optional*): the cart's measurements (`heart_rate`, `pr_ms`, `qrs_ms`, `qt_ms`,
+            `qtc_ms`, `p_axis`, `qrs_axis`, `t_axis`), shown at the right of the title line; default: the record's
+            `metadata["measurements"]`. `{}` shows none.
         dpi (`int`, defaults to 150): resolution; the PNG is `ecg_plot_size(dpi, layout, n_leads)` pixels.
         out (path, *optional*): write the figure there (PNG, SVG or PDF by extension) and close it.
 
@@ -172,7 +182,9 @@ def plot_ecg(
     seg = signal[:, i0 : i0 + int(round(DURATION_S * fs))]
     if seg.shape[1] == 0:
         raise ValueError(f"start={start} s is beyond the end of the record ({signal.shape[1] / fs:.2f} s).")
-    y = _display_signal(seg, fs, filtered)
+    # filter with up to 3 s of the record's own signal on each side of the window shown (mirror only past its ends)
+    c0, c1 = max(0, i0 - int(3 * fs)), min(signal.shape[1], i0 + seg.shape[1] + int(3 * fs))
+    y = _display_signal(signal[:, c0:c1], fs, filtered)[:, i0 - c0 : i0 - c0 + seg.shape[1]]
     width_mm, height_mm = _paper_mm(layout, len(names))
     fig, ax = _new_figure(width_mm, height_mm, dpi)
     grid_top = height_mm - _HEADER_MM
@@ -246,8 +258,9 @@ def plot_ecg(
     duration = signal.shape[1] / fs
     head = title or (f"{rid}" if rid else "ECG")
     sub = subtitle or f"{len(names)} leads, {fs:g} Hz, {duration:.1f} s" + (f", shown from {start:g} s" if start else "")
-    ax.text(2.0, height_mm - 2.0, head, fontsize=9, fontweight="bold", va="top")
-    ax.text(2.0, height_mm - 7.5, sub, fontsize=7, va="top", color="0.2")
+    if measurements is None and hasattr(record, "metadata"):
+        measurements = (record.metadata or {}).get("measurements")
+    _draw_header(fig, ax, width_mm, height_mm, head, sub, _measurement_line(measurements))
     foot = f"{MM_PER_S:g} mm/s   {MM_PER_MV:g} mm/mV" + ("   display filter 0.5 Hz high-pass" if filtered else "")
     if attr is not None:
         foot += (f"   overlay: {attributions.get('method', 'attribution').replace('_', ' ')} for "
@@ -257,6 +270,51 @@ def plot_ecg(
         save_figure(fig, out)
         return None
     return fig
+
+
+def _measurement_line(measurements) -> str:
+    if not measurements:
+        return ""
+    from .reporting.context import measurement_header
+
+    return measurement_header(measurements)
+
+
+def _fits(fig, artist, width_px: float) -> bool:
+    return artist.get_window_extent(fig.canvas.get_renderer()).width <= width_px
+
+
+def _draw_header(fig, ax, width_mm, height_mm, head, sub, meas) -> None:
+    """Title (left) and measurements (right) on the first line, the subtitle below on one or two lines; text is
+    measured with the renderer and wrapped or cut so that nothing leaves the page or overlaps."""
+    import textwrap
+
+    px_per_mm = fig.dpi / 25.4
+    usable = (width_mm - 4.0) * px_per_mm
+    right = None
+    if meas:
+        right = ax.text(width_mm - 2.0, height_mm - 2.0, meas, fontsize=8, fontweight="bold", va="top", ha="right")
+        if not _fits(fig, right, 0.7 * usable):
+            right.set_fontsize(6.5)
+    room = usable - (right.get_window_extent(fig.canvas.get_renderer()).width + 4 * px_per_mm if right else 0)
+    left = ax.text(2.0, height_mm - 2.0, head, fontsize=9, fontweight="bold", va="top")
+    text = head
+    while not _fits(fig, left, room) and len(text) > 4:
+        text = text[: int(len(text) * 0.9)]
+        left.set_text(text.rstrip() + "\u2026")
+    line = ax.text(2.0, height_mm - 7.0, sub, fontsize=7, va="top", color="0.2")
+    if _fits(fig, line, usable):
+        return
+    line.set_fontsize(6.5)
+    line.set_linespacing(1.15)
+    width = next(w for w in range(max(1, len(sub) // 2), len(sub) + 1) if len(textwrap.wrap(sub, w)) <= 2)
+    lines = textwrap.wrap(sub, width)
+    while True:
+        line.set_text("\n".join(lines))
+        if _fits(fig, line, usable):
+            return
+        k = max(range(len(lines)), key=lambda i: len(lines[i]))  # cut the longer line, with an ellipsis
+        lines[k] = lines[k].rstrip("\u2026")[: int(len(lines[k]) * 0.92)].rstrip() + "\u2026"
 
 
 def save_figure(fig, out) -> str:

@@ -80,14 +80,14 @@ def reference_quality_flags(x, fs, names) -> list:
     for name, lead in zip(names, x):
         finite = np.isfinite(lead)
         nan_frac = 1.0 - finite.mean()
-        if nan_frac >= 0.5:
+        if nan_frac > 0.5 or nan_frac == 1.0:
             out.append(("nan_filled", name, nan_frac))
             continue
         if nan_frac > 0:
             out.append(("nan_gaps", name, nan_frac))
         v = np.where(finite, lead, 0.0)
         ptp = float(np.ptp(v[finite]))
-        if ptp < 0.01:
+        if ptp <= 0.01:
             out.append(("flat", name, ptp))
             continue
         rails = (v == v[finite].max()) | (v == v[finite].min())
@@ -105,3 +105,23 @@ def reference_quality_flags(x, fs, names) -> list:
     if res[worst] > 0.2:
         out.append(("limb_leads_inconsistent", worst, res[worst]))
     return out
+
+
+def write_tiny_report_model(path, *, risk: bool = False, seed: int = 0, bias_shift: float = 2.0) -> Path:
+    """Save a tiny model with the ECGFounder label space (so the SNOMED crosswalk applies) whose probabilities are
+    spread out (a few conditions positive on real ECGs), for report / FHIR / app tests and the tutorial.
+    `risk=True` adds a discrete-time risk head over three conditions (`AnyECGForHealthProfiling`)."""
+    from .modeling import AnyECGForDiagnosis, AnyECGForHealthProfiling
+
+    torch.manual_seed(seed)
+    overrides = dict(label_space=LabelSpace.ecgfounder())
+    if risk:
+        overrides.update(risk_label_space=LabelSpace.from_names(["Heart failure", "Incident AF", "Stroke"]),
+                         risk_head_type="discrete")
+    cfg = tiny_config(**overrides)
+    model = (AnyECGForHealthProfiling if risk else AnyECGForDiagnosis)(cfg).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(40.0)  # spread the probabilities so that rankings and thresholds matter
+        model.classifier.bias.sub_(bias_shift)  # and make a handful positive, as on a real ECG
+    model.save_pretrained(path)
+    return Path(path)

@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     parser.add_argument("--min-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
 
-    from anyecg_hf.runtime import OnnxECGModel, configure_cpu_threads, export_onnx
+    from anyecg_hf.export import OnnxECGModel, export_onnx
+    from anyecg_hf.runtime import configure_cpu_threads
     from anyecg_hf.testing import parity_dir
 
     threads = configure_cpu_threads(args.threads)

@@ -3,7 +3,11 @@ implementation of the same ECGFounder recipe (`anyecg_hf.processing.filters.refe
 + medfilt per lead), measured in the same run on the same records (the 48 CinC 2021 records of `assets/data` that
 have no zeroed lead, repeated to `--batch`).
 
-    python benchmarks/bench_preprocessing.py [--batch 64] [--rounds 5]
+    python benchmarks/bench_preprocessing.py [--batch 64] [--rounds 5] [--device cuda]
+
+It also times `processing.torch_preprocessing.TorchPreprocessor` (the same recipe as torch operations, issue 19),
+float64 and float32, on `--device` (default cpu: the CPU fallback of the GPU path; a GPU when one is lent). On a
+GPU the input copy to the device is included and the result is synchronised before the clock stops.
 
 A second table times the signal-quality flags of the same batch: `fe.check_quality(batch)` (all leads of a record
 at once, float32 numba filters, one record per worker-thread task) against the same checks written per lead with
@@ -34,6 +38,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="records per batched call")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds; the best is reported")
     parser.add_argument("--no-scipy-backend", action="store_true", help="skip the (slow) scipy-backend rows")
+    parser.add_argument("--device", default="cpu", help="device of the torch-operations rows (default cpu)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the torch-operations rows")
     args = parser.parse_args()
 
     import wfdb
@@ -77,6 +83,8 @@ def main() -> None:
         methods[f"exact, {label}, batched"] = lambda call=call: call(batch)
         methods[f"exact, {label}, per record"] = lambda call=call: np.concatenate([call(x) for x in batch])
 
+    if not args.no_torch:
+        add_torch_methods(methods, batch, args.device)
     times, outputs = best_of_interleaved(methods, args.rounds)
     names = list(methods)
     ref = outputs[names[0]]
@@ -94,6 +102,26 @@ def main() -> None:
         print(f"{name:58s} {n / t:8.1f} {t_ref / t:6.1f}x {np.abs(out - ref).max():10.2e}")
 
     quality_table(batch, args.rounds)
+
+
+def add_torch_methods(methods: dict, batch: np.ndarray, device: str) -> None:
+    """Rows of the torch-operations recipe on `device`, float64 and float32 (output copied back for the diff)."""
+    import torch
+
+    from anyecg_hf import AnyECGFeatureExtractor
+    from anyecg_hf.processing.torch_preprocessing import TorchPreprocessor
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for dtype in (torch.float64, torch.float32):
+        tp = TorchPreprocessor(AnyECGFeatureExtractor(), device, dtype)
+        tp(batch[:2], 500)  # filter spectra and plans, cached per length and device
+
+        def call(tp=tp):
+            values = tp(torch.from_numpy(batch), 500)["input_values"]
+            sync()
+            return values.cpu().numpy()
+
+        methods[f"torch ops, {str(dtype)[6:]}, {device} ({torch.get_num_threads()} threads)"] = call
 
 
 def quality_table(batch: np.ndarray, rounds: int) -> None:

@@ -51,7 +51,7 @@ from anyecg_hf.data import (  # noqa: E402
     load_ecg_dataset,
     prepare_dataset,
 )
-from anyecg_hf.data.predict import collect_predictions, evaluate_predictions  # noqa: E402
+from anyecg_hf.evaluation.predictions import collect_predictions, evaluate_predictions  # noqa: E402
 from anyecg_hf.evaluation import write_model_card, write_report  # noqa: E402
 from anyecg_hf.modeling import AnyECGConfig, AnyECGForDiagnosis, LabelSpace  # noqa: E402
 

@@ -50,3 +50,19 @@ def tiny():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "fuzz_large: the 1,000-files-per-format fuzz (minutes); runs only with `-m fuzz_large` "
+        "(a separate step of .ci/run)")
+
+
+def pytest_collection_modifyitems(config, items):
+    expr = config.getoption("-m") or ""
+    if "fuzz_large" in expr and "not fuzz_large" not in expr:
+        return
+    skip = pytest.mark.skip(reason="large fuzz: run with -m fuzz_large (a separate .ci/run step)")
+    for item in items:
+        if "fuzz_large" in item.keywords:
+            item.add_marker(skip)

@@ -198,9 +198,9 @@ def test_icd9_and_icd10_kept_apart_and_codes_normalised(ehr, tmp_path):
     # "e11.9" (P1) and "E119" (P2) both count for 250.2
     assert _cell(t, "E2", "250.2")[0] == 1
     onsets = pd.read_parquet(out / "onsets.parquet")
-    space = pd.read_csv(out / "diagnosis_label_space.csv", dtype=str)
-    j = list(space["id"]).index("250.2")
-    assert sorted(str(d)[:10] for d in onsets[onsets.condition == j].onset_date) == ["2021-03-10", "2023-01-01"]
+    conds = pd.read_csv(out / "conditions.csv", dtype={"phecode": str})
+    j = int(conds.loc[conds.phecode == "250.2", "phecode_index"].iloc[0])
+    assert sorted(str(d)[:10] for d in onsets[onsets.phecode_index == j].onset_date) == ["2021-03-10", "2023-01-01"]
 
 
 def test_min_cases_drops_and_lists(ehr, tmp_path):
@@ -286,3 +286,31 @@ def test_packaged_phecode12_map():
     assert e119 == {idx["250.2"], idx["250"]}  # the leaf and its parent
     excl_250 = set(pmap.exclusions[pmap.exclusions.cidx == idx["250"]]["eidx"])
     assert idx["250.2"] in excl_250 and idx["249"] in excl_250  # a parent's list names its children
+
+
+def test_counts_equal_dense_expansion_on_a_random_ehr(ehr, tmp_path):
+    """The per-condition counts (sparse pass over onsets, exclusions joined in SQL) equal the sums of the dense
+    batches (exclusions fanned out through the exclusion map) on a random EHR with many overlapping codes."""
+    rng = np.random.default_rng(1)
+    codes = [("E13.9", 10), ("250", 9), ("250.00", 9), ("E11.9", 10), ("E10.9", 10), ("185", 9), ("C61", 10),
+             ("C50.9", 10), ("I10", 10), ("401.9", 9), ("Z99", 10)]
+    n_pat, n_ecg, n_dx = 60, 200, 900
+    day = lambda n: (np.datetime64("2010-01-01") + rng.integers(0, 4000, n).astype("timedelta64[D]")).astype(str)  # noqa: E731
+    pd.DataFrame({"ecg_id": [f"X{i}" for i in range(n_ecg)], "patient_id": [f"Q{i % n_pat}" for i in range(n_ecg)],
+                  "acquisition_time": day(n_ecg)}).to_csv(tmp_path / "e.csv", index=False)
+    pick = rng.integers(0, len(codes), n_dx)
+    pd.DataFrame({"patient_id": [f"Q{i}" for i in rng.integers(0, n_pat, n_dx)], "code": [codes[j][0] for j in pick],
+                  "vocabulary": [codes[j][1] for j in pick], "date": day(n_dx)}).to_csv(tmp_path / "d.csv", index=False)
+    pd.DataFrame({"patient_id": [f"Q{i}" for i in range(n_pat - 5)], "end_of_follow_up": day(n_pat - 5),
+                  "death_date": np.where(rng.random(n_pat - 5) < 0.2, day(n_pat - 5), ""),
+                  "sex": rng.choice(["M", "F", "", "u"], n_pat - 5)}).to_csv(tmp_path / "f.csv", index=False)
+    build_targets(tmp_path / "e.csv", tmp_path / "d.csv", tmp_path / "f.csv", tmp_path / "t", phecode_map=str(ehr["map"]),
+                  min_cases=0, prevalence_window=30, horizon=5)
+    st = SparseTargets.load(tmp_path / "t")
+    dense = st.expand(np.arange(len(st)))
+    conds = pd.read_csv(tmp_path / "t" / "conditions.csv", dtype={"phecode": str}).set_index("phecode")
+    pos = (dense["labels"] * dense["label_mask"]).sum(0)
+    ev = dense["events"].sum(0)
+    assert pos.sum() > 50 and ev.sum() > 20 and (~dense["label_mask"]).sum() > 50  # the data exercise every rule
+    for j, c in enumerate(st.label_space.ids):
+        assert conds.loc[c, "positives"] == pos[j] and conds.loc[c, "events"] == ev[j], c

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from anyecg_hf.inference import JobSettings, StringTable, discover_inputs, run_job, shard
-from anyecg_hf.inference import store
+from anyecg_hf.archive import JobSettings, StringTable, discover_inputs, run_job, shard
+from anyecg_hf.archive import store
 from anyecg_hf.testing import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,7 +82,7 @@ def test_cpu_defaults_share_two_cores_between_gated_readers_and_the_model(monkey
     per 4 cores on cores of their own (not gated)."""
     import torch
 
-    from anyecg_hf.inference.runner import default_threads, default_workers, readers_share_cores
+    from anyecg_hf.archive.cpu import default_threads, default_workers, readers_share_cores
 
     cpu = torch.device("cpu")
     for cores, world, workers, threads, gated in [(2, 1, 2, 2, True), (2, 2, 0, 1, False), (1, 1, 0, 1, False),
@@ -97,7 +97,7 @@ def test_cpu_defaults_share_two_cores_between_gated_readers_and_the_model(monkey
 
 
 def test_preprocessing_threads_are_the_process_share_of_the_cores(monkeypatch):
-    from anyecg_hf.inference.runner import _preprocessing_threads, _worker_init
+    from anyecg_hf.archive.cpu import preprocessing_threads as _preprocessing_threads, worker_init as _worker_init
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
     monkeypatch.delenv("ANYECG_NUM_THREADS", raising=False)
@@ -117,8 +117,8 @@ def test_reader_notes_the_process_that_gates_it(monkeypatch):
     import torch.utils.data
 
     from anyecg_hf import AnyECGFeatureExtractor
-    from anyecg_hf.inference import ECGFileDataset
-    from anyecg_hf.inference.runner import _worker_init
+    from anyecg_hf.archive import ECGFileDataset
+    from anyecg_hf.archive.cpu import worker_init as _worker_init
 
     ds = ECGFileDataset(["a.hea"], AnyECGFeatureExtractor())
     assert ds.parent_pid is None
@@ -186,7 +186,7 @@ def test_plan_slices_are_the_round_robin_shards(tmp_path):
 
 def test_ramp_up_batches_cover_every_position_once_in_order():
     """Small first batches per reader (a quarter, then half the batch size), then full ones; `len` agrees."""
-    from anyecg_hf.inference.dataset import RampUpBatches
+    from anyecg_hf.archive.dataset import RampUpBatches
 
     assert [len(b) for b in RampUpBatches(1000, 64, 2)][:7] == [16, 16, 32, 32, 64, 64, 64]
     assert [len(b) for b in RampUpBatches(200, 64, 0)] == [64, 64, 64, 8]  # no readers: no ramp
@@ -294,7 +294,7 @@ def test_a_closed_gate_pauses_the_readers_between_groups(assets):
     import threading
 
     from anyecg_hf import AnyECGFeatureExtractor
-    from anyecg_hf.inference import ECGFileDataset
+    from anyecg_hf.archive import ECGFileDataset
 
     files = sorted(str(p) for p in (assets / "data" / "cinc2021").glob("*.hea"))[:10]
     fe = AnyECGFeatureExtractor()

@@ -76,6 +76,26 @@ def test_lossless_at_one_microvolt(cinc, tmp_path):
         read_ecg(tmp_path / "r.xml", waveform="median")
 
 
+def test_full_disclosure_when_there_is_no_strip(cinc, tmp_path):
+    """Files without <StripData> (exercise exports) give their <FullDisclosure> block, leads interleaved sample by
+    sample; with both, the 10 s strip is read."""
+    only = read_ecg(write_cardiosoft_xml(cinc, tmp_path / "fd.xml", units_per_bit=1.0, strip=False,
+                                         full_disclosure=True))
+    np.testing.assert_allclose(only.signal, cinc.signal, rtol=0, atol=1e-6)
+    assert only.lead_names == list(STANDARD_12_LEADS) and only.metadata["waveform_source"] == "FullDisclosure"
+    short = ECGRecord(cinc.signal[:, :2500], 500, cinc.lead_names)
+    both = write_cardiosoft_xml(short, tmp_path / "both.xml", units_per_bit=1.0, full_disclosure=True)
+    rec = read_ecg(both)
+    assert rec.num_samples == 2500 and "waveform_source" not in rec.metadata
+    text = both.read_text(encoding="latin-1")
+    assert text.count("<FullDisclosureData>") == 1
+    bad = tmp_path / "bad_fd.xml"
+    bad.write_text(text.replace("<StripData>", "<Strip>").replace("</StripData>", "</Strip>")
+                   .replace("<FullDisclosureData>", "<FullDisclosureData>7,"), encoding="latin-1")
+    with pytest.raises(ECGReadError, match=r"30001 values do not divide into the 12 leads"):
+        read_ecg(bad)
+
+
 def _file(tmp_path, body, name="c.xml", strip=None):
     strip = strip if strip is not None else (
         '<StripData><SampleRate units="Hz">250</SampleRate><ChannelSampleCountTotal>4</ChannelSampleCountTotal>'

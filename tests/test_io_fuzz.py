@@ -1,8 +1,11 @@
-"""Fuzz: >= 1,000 seeded mutations of small sample files of every format (bit flips, truncation, deleted,
-duplicated and overwritten byte ranges, garbage tokens in XML/CSV/headers, garbage base64 or sample lists, DTD
-injection, corrupted header fields, SCP files with their CRCs recomputed so the decoder goes deep). Each read must either
-return a clean record or raise `ECGReadError`, never another exception, and never take more than a few seconds
-(a per-case guard, not a benchmark)."""
+"""Fuzz: seeded mutations of small sample files of every format (bit flips, truncation, deleted, duplicated and
+overwritten byte ranges, garbage tokens in XML/CSV/headers, garbage base64 or sample lists, DTD injection, corrupted header fields,
+SCP files with their CRCs recomputed so the decoder goes deep). Each read must either return a clean record or
+raise `ECGReadError`, never another exception, never hang (SIGALRM guard), and a returned record must pass the
+plausibility gate or carry a warning for what it fails (checked here with independent numbers).
+
+The default run mutates 1,200 files across all formats; `-m fuzz_large` (a separate step of `.ci/run`) mutates
+1,000 files per format family (WFDB, MUSE/CardioSoft XML, HL7, Philips, DICOM, SCP, EDF/BDF, CSV/TSV, NPY/NPZ)."""
 
 import math
 import re
@@ -30,6 +33,13 @@ from anyecg_hf.io.scp import crc_ccitt
 from anyecg_hf.leads import canonical_lead_name
 
 N_CASES = 1200
+N_PER_FAMILY = 1000
+# format family -> seed-name prefixes (a CardioSoft seed joins "xml_ge" when its reader exists)
+FAMILIES = {
+    "wfdb": ("wfdb",), "xml_ge": ("muse", "cardiosoft"), "hl7": ("hl7",), "philips": ("philips",),
+    "dicom": ("dicom",), "scp": ("scp",), "edf_bdf": ("edf", "bdf"), "csv_tsv": ("csv", "tsv"),
+    "numpy": ("npy", "npz"),
+}
 CASE_LIMIT_S = 5.0  # "a few seconds": real reads take 1-50 ms
 HANG_LIMIT_S = 30  # SIGALRM turns a hang into a failure instead of a stuck test run
 
@@ -71,6 +81,25 @@ def _clean(rec) -> str | None:
         return f"bad lead names {rec.lead_names}"
     if rec.units != "mV" or "format" not in rec.metadata:
         return "missing units/format"
+    return _implausible_without_warning(rec)
+
+
+def _implausible_without_warning(rec) -> str | None:
+    """The plausibility gate, restated with plain numpy: refused rates and amplitudes never come back; doubtful
+    rates, lengths and amplitudes come back only with `metadata["plausibility_warnings"]`."""
+    fs = rec.sampling_rate
+    if not 50 <= fs <= 20000:
+        return f"rate {fs} Hz returned"
+    x = rec.signal.astype(np.float64)
+    finite = np.isfinite(x)
+    if finite.any() and np.abs(x[finite]).max() > 1e5:
+        return f"amplitude {np.abs(x[finite]).max():.3g} mV returned"
+    spans = [np.ptp(row[np.isfinite(row)]) for row in x if np.isfinite(row).any()]
+    doubtful = (fs < 100 or x.shape[1] / fs < 1 or not spans or max(spans) > 50 or np.median(spans) > 200
+                or max(spans) < 0.02)
+    if doubtful and not rec.metadata.get("plausibility_warnings"):
+        return (f"implausible record without a warning: {fs} Hz, {x.shape[1]} samples, spans "
+                f"{min(spans, default=0):.3g}-{max(spans, default=0):.3g} mV")
     return None
 
 
@@ -99,21 +128,30 @@ def seeds(assets, tmp_path_factory):
     out["cardiosoft"] = (write_cardiosoft_xml(cs_short, root / "cs.xml", median=cs_median, line_width=30,
                                               arrhythmia_summary=["QRS Complexes: 9"]).read_bytes(), "cs.xml", None,
                          True)
+    out["cardiosoft_fd"] = (write_cardiosoft_xml(tiny, root / "fd.xml", strip=False, full_disclosure=True)
+                            .read_bytes(), "fd.xml", None, True)
     out["hl7"] = ((src / "formats" / "hl7_aecg_subject1.xml").read_bytes(), "a.xml", None, True)
     out["csv"] = (write_csv(tiny, root / "c.csv").read_bytes(), "c.csv", None, True)
+    tsv = write_csv(tiny, root / "t.csv").read_text().replace(",", "\t")
+    out["tsv"] = (tsv.encode(), "t.tsv", None, True)
     out["npz"] = (write_npz(tiny, root / "c.npz").read_bytes(), "c.npz", None, False)
     np.save(root / "c.npy", tiny.signal)
     out["npy"] = ((root / "c.npy").read_bytes(), "c.npy", "npy", False)
+    out["philips"] = ((src / "formats" / "philips_sierra_1_03.xml").read_bytes(), "p.xml", None, True)
+    out["philips16"] = ((src / "formats" / "philips_sierra_1_04_01.xml").read_bytes(), "p16.xml", None, False)
+    out["dicom"] = ((src / "formats" / "dicom_waveform_ecg.dcm").read_bytes(), "d.dcm", None, False)
+    out["edf"] = (write_edf(short, root / "e.edf").read_bytes(), "e.edf", None, False)
+    import edfio
+
+    bdf = edfio.Bdf([edfio.BdfSignal(row.astype(np.float64), 500, label=name, physical_dimension="mV",
+                                     physical_range=(-20, 20)) for name, row in zip(short.lead_names, short.signal)],
+                    data_record_duration=1)
+    bdf.write(root / "b.bdf")
+    out["bdf"] = ((root / "b.bdf").read_bytes(), "b.bdf", None, False)
     if _has("ecgdatakit"):
-        out["philips"] = ((src / "formats" / "philips_sierra_1_03.xml").read_bytes(), "p.xml", None, True)
-        out["philips16"] = ((src / "formats" / "philips_sierra_1_04_01.xml").read_bytes(), "p16.xml", None, False)
         out["scp"] = (write_scp(short, root / "s.scp").read_bytes(), "s.scp", None, False)
         out["scp_huff"] = (write_scp(short, root / "h.scp", huffman=True, difference=2).read_bytes(), "h.scp", None,
                            False)
-        if _has("pydicom"):
-            out["dicom"] = ((src / "formats" / "dicom_waveform_ecg.dcm").read_bytes(), "d.dcm", None, False)
-    if _has("edfio"):
-        out["edf"] = (write_edf(short, root / "e.edf").read_bytes(), "e.edf", None, False)
     return out
 
 
@@ -234,7 +272,7 @@ TEXT_OPS = BINARY_OPS + [_token, _token, _base64_garbage, _dtd, _header_number]
 
 
 def _variant(seed_name, data, is_text, rng):
-    ops = TEXT_OPS if is_text else BINARY_OPS + ([_header_number] if seed_name == "edf" else [])
+    ops = TEXT_OPS if is_text else BINARY_OPS + ([_header_number] if seed_name in ("edf", "bdf") else [])
     out = data
     for _ in range(rng.integers(1, 3)):
         op = ops[rng.integers(len(ops))]
@@ -244,13 +282,13 @@ def _variant(seed_name, data, is_text, rng):
     return out
 
 
-def test_fuzz_readers_raise_only_ecgreaderror(seeds, tmp_path):
-    rng = np.random.default_rng(20240917)
-    names = sorted(seeds)
-    failures, slow, outcomes = [], [], {"record": 0, "error": 0}
+def _run(seeds, names, n_cases, rng_seed, tmp_path):
+    """Mutate and read `n_cases` files cycling over the seeds `names`; returns (failures, slow, outcomes)."""
+    rng = np.random.default_rng(rng_seed)
+    failures, slow, outcomes = [], [], {"record": 0, "error": 0, "warned": 0}
     work = tmp_path / "case"
     work.mkdir()
-    for case in range(N_CASES):
+    for case in range(n_cases):
         name = names[case % len(names)]
         data, fname, fmt, is_text = seeds[name]
         mutated = _variant(name, data, is_text, rng)
@@ -272,6 +310,7 @@ def test_fuzz_readers_raise_only_ecgreaderror(seeds, tmp_path):
                 rec = read_ecg(target, format=use_fmt, **kwargs)
             problem = _clean(rec)
             outcomes["record"] += 1
+            outcomes["warned"] += bool(rec.metadata.get("plausibility_warnings"))
         except ECGReadError as err:
             problem = None if err.path and str(target.name) in str(err) else f"message lacks the file: {err}"
             outcomes["error"] += 1
@@ -285,7 +324,24 @@ def test_fuzz_readers_raise_only_ecgreaderror(seeds, tmp_path):
         if problem:
             failures.append((case, name, problem[:300]))
             shutil.copy(target, tmp_path / f"fail_{case}_{fname}")
+    return failures, slow, outcomes
+
+
+def test_fuzz_readers_raise_only_ecgreaderror(seeds, tmp_path):
+    failures, slow, outcomes = _run(seeds, sorted(seeds), N_CASES, 20240917, tmp_path)
     assert not failures, f"{len(failures)} of {N_CASES} variants failed, first: {failures[:5]}"
     assert not slow, f"variants slower than {CASE_LIMIT_S}s: {slow[:5]}"
     # the mutations exercise both paths: some variants still decode, most are rejected
     assert outcomes["record"] > 50 and outcomes["error"] > 300, outcomes
+
+
+@pytest.mark.fuzz_large
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fuzz_1000_per_format_family(seeds, tmp_path, family):
+    names = sorted(n for n in seeds if n.startswith(FAMILIES[family]))
+    if not names:
+        pytest.skip(f"no seed for {family} (optional parser missing)")
+    failures, slow, outcomes = _run(seeds, names, N_PER_FAMILY, 21 + sorted(FAMILIES).index(family), tmp_path)
+    assert not failures, f"{family}: {len(failures)} of {N_PER_FAMILY} variants failed, first: {failures[:5]}"
+    assert not slow, f"{family}: variants slower than {CASE_LIMIT_S}s: {slow[:5]}"
+    assert outcomes["record"] + outcomes["error"] == N_PER_FAMILY and outcomes["error"] > 0, outcomes

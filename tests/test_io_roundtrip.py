@@ -141,6 +141,25 @@ def test_muse_round_trip_and_derived_leads(cinc, tmp_path):
     assert np.abs(full.signal - cinc.signal).max() <= half_step + 1e-6
 
 
+def test_muse_first_sample_baseline(cinc, tmp_path):
+    """Samples stored offset by <FirstSampleBaseline> counts read back as the source; a zero baseline changes
+    nothing; subtract_baseline=False shows the stored offset."""
+    plain_file = write_muse_xml(cinc, tmp_path / "zero.xml", units_per_bit=5.0)
+    offset_file = write_muse_xml(cinc, tmp_path / "offset.xml", units_per_bit=5.0, baseline_counts=2000)
+    assert "<FirstSampleBaseline>2000</FirstSampleBaseline>" in offset_file.read_text(encoding="latin-1")
+    zero, offset = read_ecg(plain_file), read_ecg(offset_file)
+    np.testing.assert_array_equal(offset.signal, zero.signal)
+    stored = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+    for name in stored:  # half a 5 uV step from the source
+        assert np.abs(offset.lead(name) - cinc.lead(name)).max() <= 0.0025 + 1e-6
+    # derived from the baseline-free I and II (an offset left in would put 5-10 mV into III, aVR, aVL, aVF)
+    np.testing.assert_allclose(offset.lead("aVR"), -(offset.lead("I") + offset.lead("II")) / 2, atol=1e-6)
+    assert offset.metadata["first_sample_baseline"] == {n: 2000 for n in stored}
+    assert "first_sample_baseline" not in zero.metadata
+    kept = read_ecg(offset_file, subtract_baseline=False, derive_leads=False)
+    np.testing.assert_allclose(kept.lead("V1") - zero.lead("V1"), 2000 * 0.005, atol=1e-5)  # 10 mV stored offset
+
+
 def test_muse_file_agrees_with_ecgdatakit(cinc, tmp_path):
     edk = pytest.importorskip("ecgdatakit")
     median = type(cinc)(cinc.signal[:, :600], 500, cinc.lead_names)
@@ -202,7 +221,7 @@ def test_read_ecg_dir_reports_bad_files(assets, tmp_path):
 
     reader = read_ecg_dir(tmp_path, progress=False)
     assert len(reader) == 5
-    with pytest.warns(UserWarning, match="2 of 5 files could not be read"):
+    with pytest.warns(UserWarning, match=r"2 entries could not be read \(5 files tried\)"):
         records = list(reader)
     assert [r.record_id for r in records] == ["E07500", "HR06001", "aecg"]  # each WFDB record once
     assert sorted((p.split("/")[-1], cls) for p, cls, _ in reader.errors) == [
@@ -215,7 +234,7 @@ def test_read_ecg_dir_reports_bad_files(assets, tmp_path):
         warnings.simplefilter("error")
         assert [r.record_id for r in only_xml] == ["aecg"]
     flat = read_ecg_dir(tmp_path, recursive=False, progress=False)
-    with pytest.warns(UserWarning, match="1 of 3"):
+    with pytest.warns(UserWarning, match=r"1 entry could not be read \(3 files tried\)"):
         assert [r.record_id for r in flat] == ["E07500", "HR06001"]
     # lazy: the first record comes before the walk has read the rest
     lazy = read_ecg_dir(tmp_path, progress=False)

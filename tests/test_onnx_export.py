@@ -10,8 +10,8 @@ pytest.importorskip("onnxscript")
 
 from anyecg_hf import AnyECGDiagnosisOutput, AnyECGForDiagnosis, AnyECGModel, AnyECGModelOutput  # noqa: E402
 from anyecg_hf.cli import main  # noqa: E402
-from anyecg_hf.runtime import OnnxECGModel, export_onnx  # noqa: E402
-from anyecg_hf.runtime.onnx import min_export_samples  # noqa: E402
+from anyecg_hf.export import OnnxECGModel, export_onnx  # noqa: E402
+from anyecg_hf.export.onnx import min_export_samples  # noqa: E402
 from anyecg_hf.testing import tiny_config  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import torch
 from transformers import pipeline
 
 from anyecg_hf import AnyECGForDiagnosis
-from anyecg_hf.runtime import export_onnx
+from anyecg_hf.export import export_onnx
 from anyecg_hf.testing import tiny_config
 
 

@@ -58,8 +58,64 @@ def test_feature_extractor_check_quality_parses_like_call(assets):
     fe = AnyECGFeatureExtractor()
     flags = fe.check_quality([x * 1000, x], sampling_rate=fs, lead_names=names, units="uV", record_ids=["a", "b"])
     assert [(f.kind, f.lead) for f in flags[0]] == [("flat", "V2"), ("flat", "V4"), ("flat", "V6")]
-    # b: the mV data declared as uV is 1000x too small: every lead under 10 uV peak-to-peak is flat
-    assert {f.kind for f in flags[1]} == {"flat"} and len(flags[1]) > 3
+    # b: the mV data declared as uV is 1000x too small: every lead under 10 uV peak-to-peak is flat, and the
+    # record-level plausibility flag says why
+    assert {f.kind for f in flags[1]} == {"flat", "amplitude_low"} and len(flags[1]) > 3
+    assert [f.kind for f in flags[1]][0] == "amplitude_low"
+
+
+def test_flags_and_masks_agree(assets):
+    """Volts read as millivolts (1000x too small): the leads the quality check calls `flat` are exactly the leads
+    the extractor masks (issue 21: flagged flat but not masked before); microvolts read as millivolts are flagged."""
+    import warnings as _w
+
+    from anyecg_hf.processing.feature_extraction_anyecg import ECGInputError
+
+    x, fs, names = _load(assets, "E07500")
+    fe = AnyECGFeatureExtractor()
+    y = x.copy()
+    y[[1, 4, 7]] *= 1e-3  # three leads in volts-like scale (peak-to-peak < 10 uV)
+    flagged = {f.lead for f in fe.check_quality(y, sampling_rate=fs, lead_names=names)[0] if f.kind == "flat"}
+    with _w.catch_warnings():
+        _w.simplefilter("ignore")
+        mask = fe(y, sampling_rate=fs, lead_names=names)["lead_mask"][0]
+    masked = {lead for lead, m in zip(fe.lead_names, mask) if not m}
+    spans = {n: np.ptp(y[i]) for i, n in enumerate(names)}
+    assert flagged == masked == {n for n, v in spans.items() if v <= 0.01} and len(masked) == 3
+    with pytest.raises(ECGInputError, match="no usable lead"):  # every lead in volts: refused, never garbage
+        with _w.catch_warnings():
+            _w.simplefilter("ignore")
+            fe(x * 1e-3, sampling_rate=fs, lead_names=names)
+    kinds = [f.kind for f in fe.check_quality(x * 1000, sampling_rate=fs, lead_names=names)[0]]
+    assert kinds == ["units_microvolts"]
+
+
+@pytest.mark.parametrize("fs", [1.0, 10.0, 1e5])
+def test_feature_extractor_refuses_implausible_rates(assets, fs):
+    from anyecg_hf.processing.feature_extraction_anyecg import ECGInputError
+
+    x, _, names = _load(assets, "E07500")
+    fe = AnyECGFeatureExtractor()
+    with pytest.raises(ECGInputError, match="outside the plausible ECG range"):
+        fe(x, sampling_rate=fs, lead_names=names)
+    with pytest.raises(ECGInputError, match="outside the plausible ECG range"):
+        fe.check_quality(x, sampling_rate=fs, lead_names=names)
+
+
+def test_low_rate_short_and_missing_leads_are_flagged(assets):
+    from scipy.signal import resample_poly
+
+    x, fs, names = _load(assets, "E07500")
+    fe = AnyECGFeatureExtractor()
+    low = resample_poly(x, 1, 10, axis=1)  # 50 Hz
+    kinds = [f.kind for f in fe.check_quality(low, sampling_rate=50, lead_names=names)[0]]
+    assert "low_rate" in kinds
+    two_s = fe.check_quality(x[:, :1000], sampling_rate=fs, lead_names=names)[0]
+    short = [f for f in two_s if f.kind == "shorter_than_window"]
+    assert len(short) == 1 and short[0].value == pytest.approx(2.0)
+    three = fe.check_quality(x[:3], sampling_rate=fs, lead_names=names[:3])[0]
+    missing = [f for f in three if f.kind == "missing_leads"]
+    assert len(missing) == 1 and missing[0].value == 9.0
 
 
 def test_vectorised_checks_equal_plain_per_lead_scipy(assets, rng):

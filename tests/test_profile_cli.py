@@ -190,7 +190,7 @@ def test_cli_rows_equal_the_profiling_pipeline(tiny_model, assets, tmp_path):
     """`profile` has one implementation: the CLI's rows are `profile_rows` of `pipeline("ecg-profiling")`."""
     from transformers import pipeline
 
-    from anyecg_hf.pipelines.outputs import profile_rows
+    from anyecg_hf.prediction import profile_rows
 
     files = [assets / "data" / "cinc2021" / f"{n}.hea" for n in ("HR06000", "JS20004")]  # JS20004 has flat leads
     out = tmp_path / "p.json"
@@ -218,7 +218,7 @@ def test_risk_model_rows_equal_the_profiling_pipeline(head, assets, tmp_path):
     from transformers import pipeline
 
     from anyecg_hf import AnyECGForHealthProfiling, LabelSpace
-    from anyecg_hf.pipelines.outputs import profile_rows
+    from anyecg_hf.prediction import profile_rows
 
     torch.manual_seed(2)
     model = AnyECGForHealthProfiling(tiny_config(risk_label_space=LabelSpace.from_names(["death", "AF onset"]),

@@ -114,6 +114,7 @@ def test_accelerate_mixed_precision(cpu_with):
     cpu_with("avx512_bf16")
     assert P.accelerate_mixed_precision("auto", "cpu") == "bf16"
     assert P.accelerate_mixed_precision("fp32", "cpu") == "no"
+    assert P.accelerate_mixed_precision("no", "cpu") == "no" and P.accelerate_mixed_precision("bf16", "cpu") == "bf16"
     cpu_with("avx2")
     assert P.accelerate_mixed_precision("auto", "cpu") == "no"
 

@@ -9,7 +9,6 @@ import json
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "build-dataset",
-        help="build a fine-tuning dataset from a folder of ECG files and a label table",
         description="Read every ECG named in a label table (CSV/TSV/Parquet: record_id; a 'codes' column or one 0/1 "
         "column per condition; optional time_<condition>/event_<condition>, patient_id, path), store the signals "
         "compactly and write a datasets folder. The table is checked first: every offending row (missing records, "
@@ -65,7 +64,7 @@ def _split_arg(text):
 
 
 def run(args) -> int:
-    from ..cli import CLIError
+    from .errors import CLIError
     from ..data import LabelTableError, build_cinc, build_ecg_dataset, build_ptbxl, save_ecg_dataset
     from ..modeling import LabelSpace
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "build-targets",
-        help="build phecode diagnosis and risk targets from EHR extracts (diagnosis codes, follow-up)",
         description="Join ECGs with diagnosis codes and follow-up through a phecode map (DuckDB, out of core). Every "
         "input row is checked first: one error (exit 2) lists every bad row. --out DIR writes the compact sparse "
         "form for `anyecg build-dataset --targets DIR`; --out labels.csv / labels.parquet writes the wide label "
@@ -34,7 +33,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import sys
 
-    from ..cli import CLIError
+    from .errors import CLIError
     from ..ehr import EHRInputError, PhecodeMapError, build_targets
 
     try:

@@ -7,7 +7,6 @@ from __future__ import annotations
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "convert-ecgfounder",
-        help="convert an original ECGFounder checkpoint to a Hugging Face model folder",
         description="Convert an original ECGFounder .pth checkpoint (a local file, a folder holding it, or a Hub repo "
         "id such as PKUDigitalHealth/ECGFounder) into a folder that AutoModel.from_pretrained and "
         "pipeline('ecg-profiling') load directly.",
@@ -25,7 +24,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..cli import CLIError
+    from .errors import CLIError
     from ..modeling import AnyECGForDiagnosis, LabelSpace
 
     try:

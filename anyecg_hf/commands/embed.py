@@ -12,7 +12,6 @@ from .profile import DISTRIBUTED, EXIT_CODES, add_job_arguments, run
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "embed",
-        help="ECG embeddings (pooled backbone features) of ECG files or a whole archive",
         description=textwrap.fill(
             "Embed ECG files: one vector per record (the model's pooler_output, as the ecg-embedding pipeline "
             "returns; records longer than the model's input are windowed and the windows averaged). Writes sharded "

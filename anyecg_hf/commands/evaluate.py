@@ -10,7 +10,6 @@ from pathlib import Path
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate",
-        help="evaluate a model on a dataset split (AUROC/AUPRC with CIs, C-index, calibration, model-card section)",
         description="Run a model (folder or Hub id) over one split of a dataset written by `anyecg build-dataset` and "
         "write per-condition tables with bootstrap confidence intervals, plots, a summary and a model-card section. "
         "The model's conditions are matched to the dataset's by id, code or name; conditions the dataset lacks are "
@@ -74,7 +73,7 @@ def run(args) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ..cli import CLIError
+    from .errors import CLIError
     from ..data import (
         ECGDataCollator,
         dataset_metadata,
@@ -84,7 +83,7 @@ def run(args) -> int:
         load_ecg_dataset,
         prepare_dataset,
     )
-    from ..data.predict import collect_predictions, evaluate_predictions
+    from ..evaluation.predictions import collect_predictions, evaluate_predictions
 
     try:
         model = _load_model(args.model)

@@ -7,7 +7,6 @@ from __future__ import annotations
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export-onnx",
-        help="export a model to ONNX (dynamic batch) and check it with ONNX Runtime",
         description="Export an AnyECG model to a single ONNX file. MODEL is a save_pretrained folder or Hub repo id "
         "(loaded with AutoModel, which returns the head named in config.architectures), or an original ECGFounder "
         ".pth file. The file's input is input_values (batch, leads, samples) with a dynamic batch and, unless "
@@ -43,8 +42,8 @@ def load_model(name: str, revision: str | None = None, trust_remote_code: bool =
 def run(args) -> int:
     import time
 
-    from ..cli import CLIError
-    from ..runtime import ONNXExportError, export_onnx
+    from .errors import CLIError
+    from ..export import ONNXExportError, export_onnx
 
     if args.num_samples is not None and args.num_samples < 1:
         raise CLIError(f"--num-samples must be positive, got {args.num_samples}")

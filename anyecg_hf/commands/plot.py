@@ -10,7 +10,6 @@ import sys
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "plot",
-        help="plot an ECG (3x4 + rhythm strip) with per-lead attributions for a condition",
         description="Plot one ECG file on ECG paper (25 mm/s, 10 mm/mV; standard 3x4 layout with a lead II rhythm "
         "strip). With a model (default: the converted public ECGFounder), the title lists the top diagnoses and an "
         "overlay shows which parts of which leads drive the score of --condition (integrated gradients; red raises, "
@@ -46,7 +45,7 @@ def risk_path(out: str) -> str:
 
 
 def run(args) -> int:
-    from ..cli import CLIError
+    from .errors import CLIError
     from ..io import ECGReadError, read_ecg
     from ..plotting import NoRiskCurvesError, plot_ecg, plot_risk_curves, risk_curves
 
@@ -61,7 +60,7 @@ def run(args) -> int:
         return 0
 
     from ..attribution import explain_record
-    from ..pipelines.default_model import load_model_and_extractor
+    from ..prediction import load_model_and_extractor
     from ..pipelines.profiling import ECGProfilingPipeline
 
     try:
@@ -87,7 +86,7 @@ def run(args) -> int:
             raise CLIError(str(err)) from None
     title = f"{record.record_id}  |  model: {_model_name(model, args.model)}"
     subtitle = f"{record.num_leads} leads, {record.sampling_rate:g} Hz, {record.duration:.1f} s   " + "   ".join(lines)
-    plot_ecg(record, attributions=attributions, title=title, subtitle=subtitle[:400], layout=args.layout,
+    plot_ecg(record, attributions=attributions, title=title, subtitle=subtitle, layout=args.layout,
              start=args.start, filtered=not args.no_filter, dpi=args.dpi, out=args.out)
     print(f"wrote {args.out}")
     if attributions is not None:

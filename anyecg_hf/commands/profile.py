@@ -1,6 +1,6 @@
 """`anyecg profile PATHS...`: health profiles of ECG files, from a handful to a whole archive.
 
-One implementation (`anyecg_hf.inference`) serves both: `anyecg profile x.hea --out profile.csv` and
+One implementation (`anyecg_hf.archive`) serves both: `anyecg profile x.hea --out profile.csv` and
 `accelerate launch -m anyecg_hf.cli profile /archive --out results/ --format parquet --resume`. `anyecg embed`
 (`commands/embed.py`) shares the options defined here.
 """
@@ -118,7 +118,6 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "profile",
-        help="health profiles (diagnoses, risks) of ECG files or a whole archive",
         description=textwrap.fill(
             "Profile ECG files: the probability of each condition of the model's label space (and future risks for "
             "models with a risk head), with signal-quality warnings. Writes CSV/JSON with one row per record and "
@@ -172,7 +171,7 @@ def _relaunch(args) -> int:
 
 def run(args, task: str) -> int:
     """Build the job from the parsed arguments, run it, map failures to the documented exit codes."""
-    from ..cli import CLIError
+    from .errors import CLIError
 
     if not args.paths and not args.manifest:
         raise CLIError("give ECG files or folders, or --manifest FILE")
@@ -193,12 +192,12 @@ def run(args, task: str) -> int:
     if to_stdout and (fmt == "parquet" or args.resume):
         raise CLIError("Parquet output and --resume need --out")
 
-    from ..inference import JobError, JobSettings, run_job
-    from ..inference.distributed import _launched_world_size
+    from ..archive import JobError, JobSettings, run_job
+    from ..archive.distributed import launched_world_size
 
-    if to_stdout and max(_launched_world_size(), args.processes) > 1:
+    if to_stdout and max(launched_world_size(), args.processes) > 1:
         raise CLIError("several processes need --out (a shared file or folder)")
-    if args.processes > 1 and _launched_world_size() <= 1:
+    if args.processes > 1 and launched_world_size() <= 1:
         return _relaunch(args)
     read_kwargs = {k: v for k, v in (("format", args.input_format), ("sampling_rate", args.sampling_rate),
                                      ("lead_names", _csv_list(args.lead_names)), ("units", args.units)) if v is not None}

@@ -11,21 +11,7 @@ See `docs/data_and_recipes.md`.
 """
 
 from .augment import ECGAugmentation
-from .builder import (
-    BuildReport,
-    build_ecg_dataset,
-    check_patient_disjoint,
-    dataset_metadata,
-    decode_example,
-    find_record_files,
-    get_label_space,
-    get_risk_label_space,
-    load_ecg_dataset,
-    patient_split,
-    save_ecg_dataset,
-    set_dataset_metadata,
-    split_by_column,
-)
+from .builder import BuildReport, build_ecg_dataset, find_record_files
 from .cinc import (
     CINC2021_EQUIVALENT_CODES,
     CINC2021_SCORED,
@@ -36,9 +22,12 @@ from .cinc import (
 )
 from .collator import ECGDataCollator
 from .labels import LabelProblem, LabelTable, LabelTableError, read_label_table
+from .metadata import dataset_metadata, decode_example, get_label_space, get_risk_label_space, set_dataset_metadata
 from .prepare import is_prepared, prepare_dataset
 from .ptbxl import build_ptbxl, ptbxl_label_space, ptbxl_label_table
 from .sampler import EpochShuffleSampler, LabelBalancedSampler, label_balance_weights
+from .saving import load_ecg_dataset, save_ecg_dataset
+from .splits import check_patient_disjoint, patient_split, split_by_column
 from .storage import decode_signal, encode_signal
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Build a `datasets.Dataset` from a folder of ECG files and a label table; save/load it as Arrow or Parquet shards.
+"""Build a `datasets.Dataset` from a folder of ECG files and a label table (saving, splits and the dataset's
+metadata are in `saving.py`, `splits.py`, `metadata.py`).
 
 datasets 5 has no loading scripts, so builders are plain functions that return a `Dataset` / `DatasetDict` /
 `IterableDataset`. A built dataset has one row per record:
@@ -29,15 +30,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from datasets import Dataset, DatasetDict, DatasetInfo, IterableDataset, load_dataset, load_from_disk
+from datasets import Dataset, IterableDataset
 
 from ..modeling.label_space import LabelSpace
 from .labels import LabelTable, read_label_table
-from .storage import decode_signal, encode_signal, record_features
+from .metadata import with_metadata
+from .splits import PatientLeakageError, patient_split, split_by_column  # noqa: F401 (error importable here)
+from .storage import encode_signal, record_features
 
 logger = logging.getLogger(__name__)
 
-METADATA_FILE = "anyecg_dataset.json"
 # Extensions of files that hold a whole ECG record (WFDB data files .dat/.mat are reached through their .hea).
 RECORD_EXTENSIONS = (".hea", ".xml", ".dcm", ".dicom", ".scp", ".edf", ".csv", ".tsv", ".npy", ".npz")
 
@@ -81,18 +83,18 @@ class BuildReport:
 def find_record_files(folder, recursive: bool = True, extensions=RECORD_EXTENSIONS) -> dict[str, str]:
     """Record id (file stem) -> path of every ECG file under `folder`.
 
-    WFDB records are found through their `.hea`. Two files with the same stem (e.g. `a/1.xml` and `b/1.xml`) are an
+    The folder walk is `anyecg_hf.io.walk_ecg_files` (hidden files and folders skipped); WFDB records are found
+    through their `.hea`. Two files with the same stem (e.g. `a/1.xml` and `b/1.xml`) are an
     error listing both, because record ids must be unique; name them in the label table's `path` column instead.
     """
+    from ..io import walk_ecg_files
+
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Records folder {folder} does not exist or is not a folder.")
     found: dict[str, str] = {}
     clashes: list[str] = []
-    pattern = "**/*" if recursive else "*"
-    for path in sorted(folder.glob(pattern)):
-        if not path.is_file() or path.suffix.lower() not in extensions or path.name.startswith("."):
-            continue
+    for path in map(Path, walk_ecg_files(folder, recursive=recursive, extensions=tuple(extensions))):
         rid = path.stem
         if rid in found:
             clashes.append(f"{found[rid]} and {path}")
@@ -311,7 +313,7 @@ def build_ecg_dataset(
     ds = ds.remove_columns("_error")
     report.n_built = len(ds)
     info_meta["build_report"] = report.to_dict()
-    ds = _with_metadata(ds, info_meta)
+    ds = with_metadata(ds, info_meta)
     if len(ds) == 0:
         raise ValueError(f"No record could be read ({len(report.skipped)} skipped); first errors: "
                          + "; ".join(f"{s['record_id']}: {s['reason']}" for s in report.skipped[:5]))
@@ -321,219 +323,3 @@ def build_ecg_dataset(
         else:
             ds = split_by_column(ds, split)
     return (ds, report) if return_report else ds
-
-
-def _with_metadata(ds, meta: dict):
-    """Store `meta` in `ds.info.description` (JSON under the key `anyecg_dataset`)."""
-    info = ds.info.copy() if hasattr(ds.info, "copy") else DatasetInfo()
-    info.description = json.dumps({"anyecg_dataset": meta})
-    ds._info = info
-    return ds
-
-
-def dataset_metadata(ds) -> dict:
-    """The AnyECG metadata of a built dataset (label spaces, storage, build report, preprocessing)."""
-    if isinstance(ds, (DatasetDict, dict)):
-        ds = next(iter(ds.values()))
-    text = getattr(getattr(ds, "info", None), "description", "") or ""
-    try:
-        return json.loads(text).get("anyecg_dataset", {})
-    except (json.JSONDecodeError, AttributeError):
-        return {}
-
-
-def set_dataset_metadata(ds, **updates):
-    """A dataset (or every split of a `DatasetDict`) with its AnyECG metadata updated."""
-    if isinstance(ds, DatasetDict):
-        return DatasetDict({k: set_dataset_metadata(v, **updates) for k, v in ds.items()})
-    meta = dict(dataset_metadata(ds))
-    meta.update(updates)
-    return _with_metadata(ds, meta)
-
-
-def get_label_space(ds) -> LabelSpace | None:
-    """The diagnosis label space the dataset's `labels` columns follow."""
-    meta = dataset_metadata(ds)
-    rows = meta.get("label_space")
-    return None if rows is None else LabelSpace(rows, name=meta.get("label_space_name"))
-
-
-def get_risk_label_space(ds) -> LabelSpace | None:
-    """The risk label space of `event_times` / `events` / `at_risk_mask`."""
-    meta = dataset_metadata(ds)
-    rows = meta.get("risk_label_space")
-    return None if rows is None else LabelSpace(rows, name=meta.get("risk_label_space_name"))
-
-
-def decode_example(example: dict) -> np.ndarray:
-    """The `(leads, samples)` float32 mV signal of one built row."""
-    return decode_signal(example["signal"], example["gain"])
-
-
-# ------------------------------------------------------------------------------------------------------ splits
-def patient_split(ds: Dataset, fractions: dict, seed: int = 0, patient_column: str = "patient_id") -> DatasetDict:
-    """Split by patient: every record of a patient lands in the same split.
-
-    Patients are shuffled (seeded) and assigned in turn to the split furthest below its target share of records, so
-    the record fractions match `fractions` as closely as whole patients allow.
-
-    Args:
-        ds (`Dataset`): with a `patient_column`.
-        fractions (`dict[str, float]`): split name -> fraction of records (normalised to sum to 1).
-        seed (`int`): shuffling seed.
-    """
-    if not fractions or any(v < 0 for v in fractions.values()) or sum(fractions.values()) <= 0:
-        raise ValueError(f"fractions must be non-negative with a positive sum, got {fractions}.")
-    names = list(fractions)
-    target = np.array([fractions[n] for n in names], float)
-    target /= target.sum()
-    patients = list(ds[patient_column])
-    groups: dict[str, list[int]] = {}
-    for i, p in enumerate(patients):
-        groups.setdefault(p, []).append(i)
-    order = list(groups)
-    rng = np.random.default_rng(seed)
-    rng.shuffle(order)
-    counts = np.zeros(len(names))
-    assigned: list[list[int]] = [[] for _ in names]
-    for p in order:
-        idx = groups[p]
-        # the split whose share would be furthest below target after adding this patient
-        deficit = target * (counts.sum() + len(idx)) - counts
-        k = int(np.argmax(deficit))
-        assigned[k].extend(idx)
-        counts[k] += len(idx)
-    return DatasetDict({n: ds.select(sorted(a)) for n, a in zip(names, assigned)})
-
-
-def split_by_column(ds: Dataset, column: str, mapping: dict | None = None) -> DatasetDict:
-    """Split on the values of `column` (e.g. a `split` column, or PTB-XL folds with `mapping={"9": "validation"}`).
-
-    Args:
-        mapping (`dict`, *optional*): value (as text) -> split name; values not in it keep their own name. Map a value
-            to `None` to drop its rows.
-    """
-    if column not in ds.column_names:
-        raise ValueError(f"Cannot split on {column!r}: the dataset has columns {ds.column_names}.")
-    values = [None if v is None else str(v) for v in ds[column]]
-    mapping = mapping or {}
-    splits: dict[str, list[int]] = {}
-    for i, v in enumerate(values):
-        name = mapping.get(v, v)
-        if name is None:
-            continue
-        splits.setdefault(name, []).append(i)
-    return DatasetDict({n: ds.select(idx) for n, idx in splits.items()})
-
-
-def check_patient_disjoint(dsd: DatasetDict, patient_column: str = "patient_id") -> None:
-    """Raise `ValueError` naming the patients that appear in more than one split."""
-    seen: dict[str, str] = {}
-    clash = []
-    for name, part in dsd.items():
-        for p in set(part[patient_column]):
-            if p in seen and seen[p] != name:
-                clash.append(f"{p} ({seen[p]}, {name})")
-            seen.setdefault(p, name)
-    if clash:
-        raise ValueError(f"{len(clash)} patient(s) are in more than one split: {', '.join(clash[:20])}")
-
-
-# ------------------------------------------------------------------------------------------------------ save / load
-def save_ecg_dataset(ds, out, format: str = "arrow", num_shards: int | None = None, max_shard_size: str | int = "500MB"):
-    """Write a built dataset.
-
-    Args:
-        ds: `Dataset` or `DatasetDict`.
-        out: output folder.
-        format (`str`): `"arrow"` (`save_to_disk`; reload with `load_ecg_dataset` or `datasets.load_from_disk`) or
-            `"parquet"` (shards `data/<split>-00000-of-000NN.parquet`, the Hub's layout: `load_ecg_dataset(out,
-            streaming=True)` or `datasets.load_dataset("parquet", ...)` read them lazily).
-        num_shards (`int`, *optional*): Parquet/Arrow shards per split (default: from `max_shard_size`).
-        max_shard_size: largest shard (Arrow format and the Parquet default).
-    Writes `anyecg_dataset.json` (label spaces, storage, build report) beside the data.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = dataset_metadata(ds)
-    if format == "arrow":
-        kwargs = {"num_shards": num_shards} if num_shards else {"max_shard_size": max_shard_size}
-        if isinstance(ds, DatasetDict):
-            kwargs = {"num_shards": {k: num_shards for k in ds}} if num_shards else {"max_shard_size": max_shard_size}
-        ds.save_to_disk(str(out), **kwargs)
-    elif format == "parquet":
-        parts = ds if isinstance(ds, DatasetDict) else {"train": ds}
-        (out / "data").mkdir(exist_ok=True)
-        for name, part in parts.items():
-            n = num_shards or max(1, math.ceil(part.data.nbytes / _parse_size(max_shard_size)))
-            n = min(n, max(1, len(part)))
-            for i in range(n):
-                part.shard(n, i, contiguous=True).to_parquet(str(out / "data" / f"{name}-{i:05d}-of-{n:05d}.parquet"))
-        meta = dict(meta, splits=list(parts))
-    else:
-        raise ValueError(f"format must be 'arrow' or 'parquet', got {format!r}.")
-    (out / METADATA_FILE).write_text(json.dumps({"anyecg_dataset": dict(meta, format=format)}, indent=1))
-    return out
-
-
-def _parse_size(size) -> int:
-    if isinstance(size, int):
-        return size
-    text = str(size).strip().upper()
-    for unit, mult in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)):
-        if text.endswith(unit):
-            return int(float(text[: -len(unit)]) * mult)
-    return int(text)
-
-
-def load_ecg_dataset(path, split: str | None = None, streaming: bool = False, cache_dir=None):
-    """Load a dataset written by `save_ecg_dataset` (Arrow folder or Parquet shards) or a Hub dataset repo of
-    Parquet shards, with its AnyECG metadata restored.
-
-    Args:
-        path: local folder, or a Hub dataset repo id.
-        split (`str`, *optional*): one split (a `Dataset`); default all (a `DatasetDict` for split data).
-        streaming (`bool`): return an `IterableDataset` (Parquet is read lazily, row group by row group; Arrow folders
-            are memory-mapped and converted with `to_iterable_dataset`).
-    """
-    p = Path(path)
-    meta = {}
-    if p.is_dir():
-        if (p / METADATA_FILE).exists():
-            meta = json.loads((p / METADATA_FILE).read_text()).get("anyecg_dataset", {})
-        if (p / "dataset_dict.json").exists() or (p / "state.json").exists():
-            ds = load_from_disk(str(p))
-            if split is not None:
-                if not isinstance(ds, DatasetDict) or split not in ds:
-                    raise ValueError(f"{path} has no split {split!r} (splits: {list(ds) if isinstance(ds, DatasetDict) else ['<single>']}).")
-                ds = ds[split]
-            if streaming:
-                ds = (DatasetDict({k: v.to_iterable_dataset() for k, v in ds.items()}) if isinstance(ds, DatasetDict)
-                      else ds.to_iterable_dataset())
-        else:
-            shards = sorted((p / "data").glob("*.parquet")) or sorted(p.glob("*.parquet"))
-            if not shards:
-                raise FileNotFoundError(f"{path} holds neither a saved dataset nor Parquet shards.")
-            by_split: dict[str, list[str]] = {}
-            for s in shards:
-                name = s.name.split("-")[0] if "-of-" in s.name else "train"
-                by_split.setdefault(name, []).append(str(s))
-            ds = load_dataset("parquet", data_files=by_split, split=split, streaming=streaming,
-                              cache_dir=None if cache_dir is None else str(cache_dir))
-    else:
-        ds = load_dataset(str(path), split=split, streaming=streaming, cache_dir=None if cache_dir is None else str(cache_dir))
-        try:
-            from huggingface_hub import hf_hub_download
-
-            meta = json.loads(Path(hf_hub_download(str(path), METADATA_FILE, repo_type="dataset")).read_text()).get("anyecg_dataset", {})
-        except Exception:  # noqa: BLE001 - a plain Hub dataset without our metadata
-            meta = {}
-    if meta:
-        meta.pop("format", None)
-        meta.pop("splits", None)
-        if isinstance(ds, (DatasetDict, dict)) or type(ds).__name__ == "IterableDatasetDict":
-            for v in ds.values():
-                _with_metadata(v, {**dataset_metadata(v), **meta} if dataset_metadata(v) else meta)
-        else:
-            _with_metadata(ds, {**dataset_metadata(ds), **meta} if dataset_metadata(ds) else meta)
-    return ds

@@ -22,7 +22,7 @@ import logging
 import numpy as np
 from datasets import Dataset, DatasetDict, List, Value
 
-from .builder import dataset_metadata, set_dataset_metadata
+from .metadata import dataset_metadata, set_dataset_metadata
 from .storage import decode_signal
 
 logger = logging.getLogger(__name__)

@@ -25,8 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..modeling.label_space import Condition, LabelSpace
-from .builder import build_ecg_dataset, split_by_column
-from .labels import LabelProblem, LabelTableError
+from .builder import build_ecg_dataset
+from .splits import split_by_column
+from .label_table import LabelProblem, LabelTableError
 
 LEVELS = ("all", "diagnostic", "form", "rhythm", "subclass", "superclass")
 # The benchmark's task names; subdiagnostic / superdiagnostic are the diagnostic subclass / superclass levels.

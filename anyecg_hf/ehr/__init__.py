@@ -6,9 +6,9 @@ Nothing here imports torch; DuckDB does the joins (`pip install duckdb`, part of
 from .build import build_targets
 from .inputs import EHRInputError, InputProblem
 from .phecode_map import PhecodeMap, PhecodeMapError, load_phecode_map
-from .targets import SparseTargets, cell_targets, expand_dense
+from .targets import ConditionIndex, SparseTargets, cell_targets
 
 __all__ = [
     "EHRInputError", "InputProblem", "PhecodeMap", "PhecodeMapError", "SparseTargets", "build_targets",
-    "cell_targets", "expand_dense", "load_phecode_map",
+    "cell_targets", "ConditionIndex", "load_phecode_map",
 ]

@@ -31,11 +31,17 @@ def _connect(workdir: Path, threads: int | None, memory_limit: str | None):
     con = duckdb.connect(str(workdir / "ehr.duckdb"))
     con.execute(f"SET temp_directory = '{workdir / 'spill'}'")
     con.execute("SET preserve_insertion_order = true")
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
     return con
+
+
+def _timed(log):
+    start = time.perf_counter()
+    return lambda msg: log(f"[{time.perf_counter() - start:7.1f} s] {msg}")
 
 
 def build_targets(
@@ -48,7 +54,7 @@ def build_targets(
     Raises `EHRInputError` (every bad row) before any work, `PhecodeMapError` for an unusable map.
     Returns the summary (also written as `summary.json`, or `<out>.summary.json` beside a wide table).
     """
-    log = log or (lambda msg: None)
+    log = _timed(log or (lambda msg: None))
     if horizon <= 0:
         raise ValueError(f"--horizon must be > 0 years, got {horizon}")
     if prevalence_window < 0:
@@ -62,7 +68,7 @@ def build_targets(
     try:
         con = _connect(work, threads, memory_limit)
         load_inputs(con, ecgs, diagnoses, follow_up)
-        log(f"inputs checked ({time.perf_counter() - started:.1f} s)")
+        log("inputs read and checked")
         stage = work / "targets"
         stage.mkdir()
         summary = _compute(con, pmap, stage, horizon, prevalence_window, min_cases, log)
@@ -106,17 +112,20 @@ def _compute(con, pmap: PhecodeMap, stage: Path, horizon: float, window: int, mi
     con.execute("""CREATE TABLE onsets AS SELECT f.pidx, m.cidx, min(f.day) AS day FROM first_codes f
                    JOIN map_codes m ON f.vocab = m.flag AND f.code = m.code GROUP BY ALL""")
     con.execute("DROP TABLE first_codes")
-    # earliest exclusion per patient and condition; kept only when earlier than the onset (else it never masks)
-    con.execute("""CREATE TABLE exclusions AS SELECT e.pidx, e.cidx, e.day FROM
-                   (SELECT o.pidx, x.cidx, min(o.day) AS day FROM onsets o JOIN map_excl x ON o.cidx = x.eidx GROUP BY ALL) e
-                   LEFT JOIN onsets o ON o.pidx = e.pidx AND o.cidx = e.cidx WHERE o.day IS NULL OR e.day < o.day""")
+    log("onsets per patient and phecode")
+    # for counting only: per onset, the earliest earlier date of a phecode in the condition's exclude_range (an
+    # exclusion on or after the onset can never mask; exclusions without an onset do not change any count)
+    con.execute("""CREATE TABLE onset_excl AS SELECT o.pidx, o.cidx, min(o2.day) AS day FROM onsets o
+                   JOIN map_excl x ON x.cidx = o.cidx JOIN onsets o2 ON o2.pidx = o.pidx AND o2.cidx = x.eidx
+                   WHERE o2.day < o.day GROUP BY ALL""")
+    log("exclusions of the onsets")
     con.execute(f"""CREATE TABLE ecg_targets AS SELECT e.row, e.ecg_id, e.patient_id, p.pidx, e.path, e.t0,
         CASE f.sex WHEN 1 THEN 'M' WHEN 2 THEN 'F' ELSE NULL END AS sex,
         CASE WHEN f.end_day IS NULL OR f.end_day < e.t0 OR f.death_day < e.t0 THEN NULL
              ELSE least(CAST(f.end_day - e.t0 AS DOUBLE), coalesce(CAST(f.death_day - e.t0 AS DOUBLE), 1e12),
                         {horizon_days!r}) / {DAYS_PER_YEAR!r} END AS censor_years
-        FROM ecgs e JOIN patients p USING (patient_id) LEFT JOIN follow_up f USING (patient_id)""")
-    log("joins done")
+        FROM ecgs_rows e JOIN patients p USING (patient_id) LEFT JOIN follow_up f USING (patient_id)""")
+    log("censoring times per ECG")
 
     # ---- counts per phecode over ECGs (one pass over onset entries, chunks of ECGs)
     ecg = con.execute(f"""SELECT pidx, {_EPOCH_DAYS.format(d='t0')} AS t0, coalesce(CASE sex WHEN 'M' THEN 1 WHEN 'F'
@@ -125,7 +134,8 @@ def _compute(con, pmap: PhecodeMap, stage: Path, horizon: float, window: int, mi
     n_pat = con.execute("SELECT count(*) FROM patients").fetchall()[0][0]
     ent = con.execute(f"""SELECT o.pidx, o.cidx, {_EPOCH_DAYS.format(d='o.day')} AS onset,
                           coalesce({_EPOCH_DAYS.format(d='x.day')}, {int(NO_DAY)}) AS excl
-                          FROM onsets o LEFT JOIN exclusions x USING (pidx, cidx) ORDER BY o.pidx""").fetchnumpy()
+                          FROM onsets o LEFT JOIN onset_excl x USING (pidx, cidx) ORDER BY o.pidx""").fetchnumpy()
+    log("entries fetched")
     ptr = np.zeros(n_pat + 1, np.int64)
     np.cumsum(np.bincount(ent["pidx"].astype(np.int64), minlength=n_pat), out=ptr[1:])
     k = len(pmap.phecodes)
@@ -147,8 +157,12 @@ def _compute(con, pmap: PhecodeMap, stage: Path, horizon: float, window: int, mi
     conditions["index"] = pd.array(np.where(keep, np.cumsum(keep) - 1, -1)).astype("Int32")
     conditions.loc[~keep, "index"] = pd.NA
     kept = conditions[keep]
-    con.register("kept_df", pd.DataFrame({"cidx": np.flatnonzero(keep).astype(np.int32),
-                                          "new": np.arange(int(keep.sum()), dtype=np.int32)}))
+    # onsets kept: those of kept conditions and of phecodes that exclude a kept condition
+    needed = np.zeros(k, bool)
+    needed[keep] = True
+    excl_map = pmap.exclusions[keep[pmap.exclusions["cidx"].to_numpy()]]
+    needed[excl_map["eidx"].to_numpy()] = True
+    con.register("needed_df", pd.DataFrame({"cidx": np.flatnonzero(needed).astype(np.int32)}))
     log(f"counted: {int(keep.sum())} of {k} conditions kept")
 
     # ---- write the sparse form
@@ -157,10 +171,13 @@ def _compute(con, pmap: PhecodeMap, stage: Path, horizon: float, window: int, mi
 
     copy("SELECT ecg_id, patient_id, pidx AS patient_index, path, t0 AS acquisition_date, sex, censor_years "
          "FROM ecg_targets ORDER BY row", "ecgs.parquet")
-    copy("SELECT o.pidx AS patient_index, k.new AS condition, o.day AS onset_date FROM onsets o "
-         "JOIN kept_df k USING (cidx) ORDER BY 1, 2", "onsets.parquet")
-    copy("SELECT e.pidx AS patient_index, k.new AS condition, e.day AS exclusion_date FROM exclusions e "
-         "JOIN kept_df k USING (cidx) ORDER BY 1, 2", "exclusions.parquet")
+    copy("SELECT o.pidx AS patient_index, o.cidx AS phecode_index, o.day AS onset_date FROM onsets o "
+         "SEMI JOIN needed_df n USING (cidx) ORDER BY 1, 2", "onsets.parquet")
+    ph = pmap.phecodes["phecode"].to_numpy()
+    pd.DataFrame({"condition": ph[excl_map["cidx"]], "excluded_by": ph[excl_map["eidx"]],
+                  "condition_phecode_index": excl_map["cidx"], "excluded_by_phecode_index": excl_map["eidx"]}).sort_values(
+        ["condition_phecode_index", "excluded_by_phecode_index"]).to_csv(stage / "exclusion_map.csv", index=False)
+    conditions.insert(0, "phecode_index", np.arange(k))
     conditions.to_csv(stage / "conditions.csv", index=False)
     if len(kept):
         for head in ("diagnosis", "risk"):
@@ -169,8 +186,9 @@ def _compute(con, pmap: PhecodeMap, stage: Path, horizon: float, window: int, mi
         for head in ("diagnosis", "risk"):
             (stage / f"{head}_label_space.csv").write_text("id,name,code_system,code,category,threshold\n")
 
+    log("sparse targets written")
     counts = {name: con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
-              for name in ("ecgs", "diagnoses", "follow_up", "patients", "onsets", "exclusions")}
+              for name in ("ecgs", "diagnoses", "follow_up", "patients", "onsets", "onset_excl")}
     fu = con.execute("""SELECT count(*) FILTER (WHERE censor_years IS NULL), count(*) FILTER (WHERE sex IS NULL)
                         FROM ecg_targets""").fetchall()[0]
     return {
@@ -183,7 +201,7 @@ def _compute(con, pmap: PhecodeMap, stage: Path, horizon: float, window: int, mi
         "unmapped_codes": {"rows": int(unmapped["n"].sum()), "distinct_codes": len(unmapped),
                            "top": [{"vocabulary": f"ICD{int(v)}CM", "code": c, "rows": int(n)}
                                    for v, c, n in unmapped.head(50).itertuples(index=False)]},
-        "sparse_entries": {"onsets_all_phecodes": counts["onsets"], "exclusions_all_phecodes": counts["exclusions"]},
+        "sparse_entries": {"onsets_all_phecodes": counts["onsets"], "onsets_with_earlier_exclusion": counts["onset_excl"]},
         "conditions_kept": int(keep.sum()),
         "conditions_dropped": [{"phecode": r.phecode, "name": r.name, "positives": int(r.positives), "events": int(r.events)}
                                for r in conditions[~keep].itertuples()],

@@ -84,10 +84,9 @@ def load_inputs(con, ecgs, diagnoses, follow_up) -> None:
         if not os.path.exists(path):
             raise EHRInputError([InputProblem(path, "missing file", None, "the file does not exist")])
         try:
-            con.execute(f"CREATE OR REPLACE TABLE raw_{name} AS SELECT * FROM {_source_sql(path)}")
+            found = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {_source_sql(path)}").fetchall()]
         except Exception as err:  # duckdb raises many error classes for unreadable files
             raise EHRInputError([InputProblem(path, "unreadable file", None, str(err).splitlines()[0])]) from None
-        found = {r[0] for r in con.execute(f"DESCRIBE raw_{name}").fetchall()}
         required, optional = COLUMNS[name]
         renames = {c.strip().lower(): c for c in found}
         missing = [c for c in required if c not in renames]
@@ -104,44 +103,52 @@ def load_inputs(con, ecgs, diagnoses, follow_up) -> None:
     def date(expr):
         return f"TRY_CAST({expr} AS DATE)"
 
-    con.execute(f"""CREATE OR REPLACE TABLE ecgs AS SELECT rowid + 1 AS row, {col('ecgs', 'ecg_id')} AS ecg_id,
-        {col('ecgs', 'patient_id')} AS patient_id, {col('ecgs', 'acquisition_time')} AS time_text,
-        {date(col('ecgs', 'acquisition_time'))} AS t0, {col('ecgs', 'path')} AS path FROM raw_ecgs""")
-    con.execute(f"""CREATE OR REPLACE TABLE diagnoses AS SELECT rowid + 1 AS row, {col('diagnoses', 'patient_id')} AS patient_id,
-        {normalize_code_sql(col('diagnoses', 'code'))} AS code, {col('diagnoses', 'vocabulary')} AS vocab_text,
-        CAST({vocabulary_sql(col('diagnoses', 'vocabulary'))} AS TINYINT) AS vocab, {col('diagnoses', 'date')} AS date_text,
-        {date(col('diagnoses', 'date'))} AS day FROM raw_diagnoses""")
-    con.execute(f"""CREATE OR REPLACE TABLE follow_up AS SELECT rowid + 1 AS row, {col('follow_up', 'patient_id')} AS patient_id,
-        {col('follow_up', 'end_of_follow_up')} AS end_text, {date(col('follow_up', 'end_of_follow_up'))} AS end_day,
-        {col('follow_up', 'death_date')} AS death_text, {date(col('follow_up', 'death_date'))} AS death_day,
-        {col('follow_up', 'sex')} AS sex_text,
-        CAST(CASE WHEN upper({col('follow_up', 'sex')}) IN ('M', 'MALE') THEN 1
-             WHEN upper({col('follow_up', 'sex')}) IN ('F', 'FEMALE') THEN 2 ELSE 0 END AS TINYINT) AS sex FROM raw_follow_up""")
+    def bad(expr, parsed):  # the text only where it does not parse (keeps the tables slim)
+        return f"CASE WHEN {parsed} IS NULL THEN {expr} END"
+
+    # One pass per file: typed columns straight from the reader; `rowid` is the data row (insertion order kept).
+    src = {name: _source_sql(os.fspath(path)) for name, path in paths.items()}
+    t0, ok_vocab, day = date(col("ecgs", "acquisition_time")), vocabulary_sql(col("diagnoses", "vocabulary")), \
+        date(col("diagnoses", "date"))
+    con.execute(f"""CREATE OR REPLACE TABLE ecgs AS SELECT {col('ecgs', 'ecg_id')} AS ecg_id,
+        {col('ecgs', 'patient_id')} AS patient_id, {bad(col('ecgs', 'acquisition_time'), t0)} AS time_text,
+        {t0} AS t0, {col('ecgs', 'path')} AS path FROM {src['ecgs']}""")
+    con.execute(f"""CREATE OR REPLACE TABLE diagnoses AS SELECT {col('diagnoses', 'patient_id')} AS patient_id,
+        {normalize_code_sql(col('diagnoses', 'code'))} AS code, {bad(col('diagnoses', 'vocabulary'), ok_vocab)} AS vocab_text,
+        CAST({ok_vocab} AS TINYINT) AS vocab, {bad(col('diagnoses', 'date'), day)} AS date_text, {day} AS day
+        FROM {src['diagnoses']}""")
+    end, death = date(col("follow_up", "end_of_follow_up")), date(col("follow_up", "death_date"))
+    sex = f"upper({col('follow_up', 'sex')})"
+    con.execute(f"""CREATE OR REPLACE TABLE follow_up AS SELECT {col('follow_up', 'patient_id')} AS patient_id,
+        {bad(col('follow_up', 'end_of_follow_up'), end)} AS end_text, {end} AS end_day,
+        {bad(col('follow_up', 'death_date'), death)} AS death_text, {death} AS death_day,
+        CAST(CASE WHEN {sex} IN ('M', 'MALE') THEN 1 WHEN {sex} IN ('F', 'FEMALE') THEN 2 ELSE 0 END AS TINYINT) AS sex
+        FROM {src['follow_up']}""")
     for name in paths:
-        con.execute(f"DROP TABLE raw_{name}")
+        con.execute(f"CREATE OR REPLACE VIEW {name}_rows AS SELECT rowid + 1 AS row, * FROM {name}")
 
     dup = ("SELECT row, '{c} ''' || {c} || ''' already on row ' || first AS msg FROM (SELECT row, {c}, "
-           "min(row) OVER (PARTITION BY {c}) AS first FROM {t} WHERE {c} IS NOT NULL) WHERE row > first")
+           "min(row) OVER (PARTITION BY {c}) AS first FROM {t}_rows WHERE {c} IS NOT NULL) WHERE row > first")
     iso = " (expected an ISO date or datetime)'"
     checks = [
-        ("ecgs", "empty ecg_id", "SELECT row, 'ecg_id is empty' FROM ecgs WHERE ecg_id IS NULL"),
-        ("ecgs", "empty patient_id", "SELECT row, 'patient_id is empty' FROM ecgs WHERE patient_id IS NULL"),
+        ("ecgs", "empty ecg_id", "SELECT row, 'ecg_id is empty' FROM ecgs_rows WHERE ecg_id IS NULL"),
+        ("ecgs", "empty patient_id", "SELECT row, 'patient_id is empty' FROM ecgs_rows WHERE patient_id IS NULL"),
         ("ecgs", "unparseable date", "SELECT row, 'acquisition_time ' || coalesce('''' || time_text || '''', 'is empty') "
-         f"|| '{iso} FROM ecgs WHERE t0 IS NULL"),
+         f"|| '{iso} FROM ecgs_rows WHERE t0 IS NULL"),
         ("ecgs", "duplicate ecg id", dup.format(c="ecg_id", t="ecgs")),
         ("ecgs", "patient with no EHR row", "SELECT row, 'patient_id ''' || patient_id || ''' has no row in the "
-         "diagnoses or follow-up files' FROM ecgs WHERE patient_id IS NOT NULL AND patient_id NOT IN (SELECT patient_id "
-         "FROM diagnoses WHERE patient_id IS NOT NULL UNION SELECT patient_id FROM follow_up WHERE patient_id IS NOT NULL)"),
-        ("diagnoses", "empty patient_id", "SELECT row, 'patient_id is empty' FROM diagnoses WHERE patient_id IS NULL"),
-        ("diagnoses", "empty code", "SELECT row, 'code is empty' FROM diagnoses WHERE code IS NULL OR code = ''"),
+         "diagnoses or follow-up files' FROM ecgs_rows WHERE patient_id IS NOT NULL AND patient_id NOT IN (SELECT patient_id "
+         "FROM diagnoses_rows WHERE patient_id IS NOT NULL UNION SELECT patient_id FROM follow_up_rows WHERE patient_id IS NOT NULL)"),
+        ("diagnoses", "empty patient_id", "SELECT row, 'patient_id is empty' FROM diagnoses_rows WHERE patient_id IS NULL"),
+        ("diagnoses", "empty code", "SELECT row, 'code is empty' FROM diagnoses_rows WHERE code IS NULL OR code = ''"),
         ("diagnoses", "unknown vocabulary", "SELECT row, 'vocabulary ' || coalesce('''' || vocab_text || '''', 'is empty') "
-         "|| ' (expected ICD9CM, ICD10CM, 9 or 10)' FROM diagnoses WHERE vocab IS NULL"),
+         "|| ' (expected ICD9CM, ICD10CM, 9 or 10)' FROM diagnoses_rows WHERE vocab IS NULL"),
         ("diagnoses", "unparseable date", "SELECT row, 'date ' || coalesce('''' || date_text || '''', 'is empty') "
-         f"|| '{iso} FROM diagnoses WHERE day IS NULL"),
-        ("follow_up", "empty patient_id", "SELECT row, 'patient_id is empty' FROM follow_up WHERE patient_id IS NULL"),
+         f"|| '{iso} FROM diagnoses_rows WHERE day IS NULL"),
+        ("follow_up", "empty patient_id", "SELECT row, 'patient_id is empty' FROM follow_up_rows WHERE patient_id IS NULL"),
         ("follow_up", "unparseable date", "SELECT row, 'end_of_follow_up ''' || end_text || '''"
-         f"{iso} FROM follow_up WHERE end_text IS NOT NULL AND end_day IS NULL UNION ALL SELECT row, 'death_date ''' || "
-         f"death_text || '''{iso} FROM follow_up WHERE death_text IS NOT NULL AND death_day IS NULL"),
+         f"{iso} FROM follow_up_rows WHERE end_text IS NOT NULL AND end_day IS NULL UNION ALL SELECT row, 'death_date ''' || "
+         f"death_text || '''{iso} FROM follow_up_rows WHERE death_text IS NOT NULL AND death_day IS NULL"),
         ("follow_up", "duplicate patient", dup.format(c="patient_id", t="follow_up")),
     ]
     for table, kind, query in checks:

@@ -5,14 +5,15 @@
 * `ecgs.parquet`: one row per ECG in input order: `ecg_id, patient_id, patient_index, path, acquisition_date, sex`
   (`M` / `F` / null) and `censor_years` = (min(end of follow-up, death, t0 + horizon) - t0) / 365.25, null when
   follow-up is unknown (no follow-up row, a blank end, an end or a death before t0).
-* `onsets.parquet`: per patient the earliest date of each kept condition (`patient_index, condition, onset_date`).
-* `exclusions.parquet`: per patient and kept condition the earliest date of a code that counts for a phecode in the
-  condition's `exclude_range`, only where it is earlier than the onset (a later one can never mask).
-* `conditions.csv` (every map phecode, counts, `kept`, `index`), `diagnosis_label_space.csv` and
-  `risk_label_space.csv` (the kept conditions), `summary.json`.
+* `onsets.parquet`: per patient the earliest date of each phecode that is a kept condition or excludes one
+  (`patient_index, phecode_index, onset_date`): the onsets and, through the exclusion map, the exclusion dates.
+* `exclusion_map.csv`: kept condition -> each phecode of its `exclude_range` (ids and phecode indices). A patient
+  with many codes can be excluded from hundreds of conditions: that fan-out is done per batch, never stored.
+* `conditions.csv` (every map phecode in `phecode_index` order: counts, `kept`, `index` in the label spaces),
+  `diagnosis_label_space.csv` and `risk_label_space.csv` (the kept conditions), `summary.json`.
 
 `cell_targets` is the ONE implementation of the per-ECG rules; counting, the wide export, the dataset builder and the
-collator all call it (through `expand_dense` for batches).
+collator all call it (through `ConditionIndex.dense` for batches).
 """
 
 from __future__ import annotations
@@ -73,18 +74,60 @@ def gather(ptr: np.ndarray, owners: np.ndarray):
     return pos, np.repeat(starts, lens) + (np.arange(int(lens.sum())) - first)
 
 
-def expand_dense(t0, ecg_sex, censor_years, cond_sex, window_days, onset_coo, exclusion_coo) -> dict:
-    """Dense `(B, C)` targets of one batch from COO entries `(row, condition, day)` of onsets and exclusions."""
-    b, c = len(t0), len(cond_sex)
-    onset = np.full((b, c), NO_DAY, np.int32)
-    excl = np.full((b, c), NO_DAY, np.int32)
-    onset[onset_coo[0], onset_coo[1]] = onset_coo[2]
-    excl[exclusion_coo[0], exclusion_coo[1]] = exclusion_coo[2]
-    label, mask, time, event, at_risk = cell_targets(
-        np.asarray(t0)[:, None], np.asarray(ecg_sex)[:, None], np.asarray(censor_years, np.float64)[:, None],
-        np.asarray(cond_sex)[None, :], onset, excl, window_days)
-    return {"labels": label, "label_mask": mask, "event_times": time, "events": event,
-            "at_risk_mask": at_risk}
+@dataclass
+class ConditionIndex:
+    """What the expansion needs about the conditions (JSON-friendly via `to_dict`, stored in dataset metadata).
+
+    Attributes:
+        cond_sex (`(C,)` int8): 0 both, 1 male-only, 2 female-only, per kept condition.
+        phecode_to_condition (`(P,)` int32): map phecode index -> kept condition index, -1 when not kept.
+        excl_ptr, excl_cond: CSR over phecode index: the kept conditions whose `exclude_range` lists that phecode.
+        window_days (`int`): prevalence window.
+    """
+
+    cond_sex: np.ndarray
+    phecode_to_condition: np.ndarray
+    excl_ptr: np.ndarray
+    excl_cond: np.ndarray
+    window_days: int
+
+    @classmethod
+    def from_tables(cls, conditions: pd.DataFrame, exclusion_map: pd.DataFrame, window_days: int) -> "ConditionIndex":
+        kept = conditions["kept"].astype(str).str.lower().isin(("true", "1")).to_numpy()
+        p = len(conditions)
+        to_cond = np.full(p, -1, np.int32)
+        to_cond[kept] = np.arange(int(kept.sum()), dtype=np.int32)
+        excluder = exclusion_map["excluded_by_phecode_index"].to_numpy(np.int64)
+        order = np.argsort(excluder, kind="stable")
+        ptr = np.zeros(p + 1, np.int64)
+        np.cumsum(np.bincount(excluder, minlength=p), out=ptr[1:])
+        cond = to_cond[exclusion_map["condition_phecode_index"].to_numpy(np.int64)[order]]
+        return cls(conditions["sex"].to_numpy(np.int8)[kept], to_cond, ptr, cond.astype(np.int32), int(window_days))
+
+    def to_dict(self) -> dict:
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ConditionIndex":
+        return cls(np.asarray(d["cond_sex"], np.int8), np.asarray(d["phecode_to_condition"], np.int32),
+                   np.asarray(d["excl_ptr"], np.int64), np.asarray(d["excl_cond"], np.int32), int(d["window_days"]))
+
+    def dense(self, t0, ecg_sex, censor_years, pos, phecode, day) -> dict:
+        """Dense `(B, C)` targets of B ECGs from their patients' onset entries `(pos = row in the batch, phecode
+        index, day)`: onsets of kept conditions and, through the exclusion map, the earliest exclusion date."""
+        b, c = len(t0), len(self.cond_sex)
+        pos, phecode, day = (np.asarray(a, np.int64) for a in (pos, phecode, day))
+        onset = np.full((b, c), NO_DAY, np.int32)
+        excl = np.full((b, c), NO_DAY, np.int32)
+        cond = self.phecode_to_condition[phecode]
+        own = cond >= 0
+        onset[pos[own], cond[own]] = day[own]  # one entry per patient and phecode: no duplicates
+        k, idx = gather(self.excl_ptr, phecode)
+        np.minimum.at(excl, (pos[k], self.excl_cond[idx]), day[k].astype(np.int32))
+        label, mask, time, event, at_risk = cell_targets(
+            np.asarray(t0)[:, None], np.asarray(ecg_sex)[:, None], np.asarray(censor_years, np.float64)[:, None],
+            self.cond_sex[None, :], onset, excl, self.window_days)
+        return {"labels": label, "label_mask": mask, "event_times": time, "events": event, "at_risk_mask": at_risk}
 
 
 def _days(column) -> np.ndarray:
@@ -107,14 +150,10 @@ class SparseTargets:
     sex: np.ndarray
     censor_years: np.ndarray
     label_space: LabelSpace
-    cond_sex: np.ndarray
+    index: ConditionIndex
     onset_ptr: np.ndarray
-    onset_cond: np.ndarray
+    onset_phecode: np.ndarray
     onset_day: np.ndarray
-    excl_ptr: np.ndarray
-    excl_cond: np.ndarray
-    excl_day: np.ndarray
-    window_days: int
     horizon_years: float
 
     def __len__(self) -> int:
@@ -126,43 +165,32 @@ class SparseTargets:
         summary = json.loads((folder / "summary.json").read_text())
         ecgs = pd.read_parquet(folder / "ecgs.parquet")
         conds = pd.read_csv(folder / "conditions.csv", dtype={"phecode": str}, keep_default_na=False)
-        kept = conds[conds["kept"].astype(str).str.lower().isin(("true", "1"))].sort_values("index")
+        index = ConditionIndex.from_tables(conds, pd.read_csv(folder / "exclusion_map.csv", dtype=str).astype(
+            {"condition_phecode_index": np.int64, "excluded_by_phecode_index": np.int64}),
+            summary["parameters"]["prevalence_window_days"])
         n_pat = int(ecgs["patient_index"].max()) + 1 if len(ecgs) else 0
-        csr = []
-        for name, col in (("onsets", "onset_date"), ("exclusions", "exclusion_date")):
-            table = pd.read_parquet(folder / f"{name}.parquet")
-            pidx = table["patient_index"].to_numpy(np.int64)
-            ptr = np.zeros(n_pat + 1, np.int64)
-            np.cumsum(np.bincount(pidx, minlength=n_pat), out=ptr[1:])
-            csr += [ptr, table["condition"].to_numpy(np.int32), _days(table[col])]
+        onsets = pd.read_parquet(folder / "onsets.parquet")
+        ptr = np.zeros(n_pat + 1, np.int64)
+        np.cumsum(np.bincount(onsets["patient_index"].to_numpy(np.int64), minlength=n_pat), out=ptr[1:])
         return cls(
             ecg_ids=ecgs["ecg_id"].to_numpy(str), patient_ids=ecgs["patient_id"].to_numpy(str),
             paths=ecgs["path"].to_numpy(object), patient_index=ecgs["patient_index"].to_numpy(np.int64),
             t0=_days(ecgs["acquisition_date"]), sex=ecgs["sex"].map(SEX_CODE).fillna(0).to_numpy(np.int8),
             censor_years=ecgs["censor_years"].to_numpy(np.float64, na_value=np.nan),
-            label_space=LabelSpace.load(folder / "diagnosis_label_space.csv"),
-            cond_sex=kept["sex"].to_numpy(np.int8), onset_ptr=csr[0], onset_cond=csr[1], onset_day=csr[2],
-            excl_ptr=csr[3], excl_cond=csr[4], excl_day=csr[5],
-            window_days=int(summary["parameters"]["prevalence_window_days"]),
+            label_space=LabelSpace.load(folder / "diagnosis_label_space.csv"), index=index, onset_ptr=ptr,
+            onset_phecode=onsets["phecode_index"].to_numpy(np.int32), onset_day=_days(onsets["onset_date"]),
             horizon_years=float(summary["parameters"]["horizon_years"]),
         )
 
-    def entries(self, rows) -> tuple[tuple, tuple]:
-        """COO onset and exclusion entries `(position in rows, condition, day)` of the ECGs `rows`."""
-        owners = self.patient_index[np.asarray(rows, np.int64)]
-        out = []
-        for ptr, cond, day in ((self.onset_ptr, self.onset_cond, self.onset_day),
-                               (self.excl_ptr, self.excl_cond, self.excl_day)):
-            pos, idx = gather(ptr, owners)
-            out.append((pos, cond[idx], day[idx]))
-        return out[0], out[1]
+    def entries(self, rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Onset entries `(position in rows, phecode index, day)` of the patients of the ECGs `rows`."""
+        pos, idx = gather(self.onset_ptr, self.patient_index[np.asarray(rows, np.int64)])
+        return pos, self.onset_phecode[idx], self.onset_day[idx]
 
     def expand(self, rows) -> dict:
         """Dense targets of the ECGs `rows`: labels / label_mask / event_times / events / at_risk_mask `(B, C)`."""
         rows = np.asarray(rows, np.int64)
-        onset, excl = self.entries(rows)
-        return expand_dense(self.t0[rows], self.sex[rows], self.censor_years[rows], self.cond_sex, self.window_days,
-                            onset, excl)
+        return self.index.dense(self.t0[rows], self.sex[rows], self.censor_years[rows], *self.entries(rows))
 
     def to_frame(self, chunk: int = 20000) -> pd.DataFrame:
         """The wide label table (`record_id`, one 1/0/blank column per condition, `time_<id>`, `event_<id>`)."""

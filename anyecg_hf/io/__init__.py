@@ -12,6 +12,7 @@ See `docs/io.md` for the formats, the parsers behind them and the decisions take
 from .cardiosoft import write_cardiosoft_xml
 from .detect import FORMATS, detect_format
 from .edf import write_edf
+from .folders import is_ecg_file, walk_ecg_files
 from .muse import write_muse_xml
 from .reader import ECGDirectoryReader, read_ecg, read_ecg_dir
 from .record import ECGReadError, ECGRecord
@@ -24,8 +25,10 @@ __all__ = [
     "ECGDirectoryReader",
     "FORMATS",
     "detect_format",
+    "is_ecg_file",
     "read_ecg",
     "read_ecg_dir",
+    "walk_ecg_files",
     "write_cardiosoft_xml",
     "write_csv",
     "write_edf",

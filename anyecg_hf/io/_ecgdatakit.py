@@ -1,8 +1,8 @@
-"""Adapter from `ecgdatakit` (Apache-2.0, optional: `pip install anyecg_hf[formats]`) records to `ECGRecord`.
+"""Adapter from `ecgdatakit` (Apache-2.0, optional: `pip install -e ".[formats]"`) records to `ECGRecord`.
 
-ecgdatakit does the format-specific decoding where it is right on our files (Philips XLI, SCP-ECG Huffman and
-reference-beat subtraction, DICOM through pydicom); this module only scales to mV, names the leads canonically,
-maps the metadata and turns every ecgdatakit failure into an `ECGReadError`. See `docs/io.md` for the comparison.
+ecgdatakit decodes SCP-ECG (Huffman, reference-beat subtraction); this module only scales to mV, names the leads
+canonically, maps the metadata and turns every ecgdatakit failure into an `ECGReadError`. Every other format reads
+with the core install (Philips XLI and DICOM moved off ecgdatakit, a 49 MB wheel). See `docs/io.md`.
 """
 
 from __future__ import annotations
@@ -13,18 +13,24 @@ from pathlib import Path
 
 import numpy as np
 
+from .measurements import measurements_from
 from .record import ECGReadError, ECGRecord, canonicalize_leads, normalize_age, normalize_sex, unit_to_mv
 
-EXTRA_HINT = "pip install anyecg_hf[formats]"
+# our measurement key -> ecgdatakit's (the device's QTc: Bazett, the usual cart formula)
+_MEASUREMENTS = {"heart_rate": "heart_rate", "rr_ms": "rr_interval", "pr_ms": "pr_interval", "qrs_ms": "qrs_duration",
+                 "qt_ms": "qt_interval", "qtc_ms": "qtc_bazett", "p_axis": "p_axis", "qrs_axis": "qrs_axis",
+                 "t_axis": "t_axis"}
+EXTRA_HINT = 'pip install -e ".[formats]" (in the anyecg_hf clone)'
 
 
 def require(module: str, what: str):
-    """Import an optional parser, failing with an `ImportError` that names the extra to install."""
+    """Import a parser package, failing with an `ImportError` that names the command installing it (the
+    `[formats]` extra installs the core packages too)."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(
-            f"Reading {what} needs the optional package {module.split('.')[0]!r}: {EXTRA_HINT}"
+            f"Reading {what} needs the package {module.split('.')[0]!r}, which is not installed: {EXTRA_HINT}"
         ) from err
 
 
@@ -107,7 +113,8 @@ def metadata(rec) -> dict:
         "diagnosis_statements": [s for s in (_statement(x) for x in rec.interpretation.statements) if s],
     }
     filters = {k: v for k, v in recording.acquisition.filters.to_dict().items() if v is not None}
-    meas = {k: v for k, v in rec.measurements.to_dict().items() if v is not None}
+    raw = rec.measurements.to_dict()
+    meas = measurements_from({ours: raw.get(theirs) for ours, theirs in _MEASUREMENTS.items()})
     meta["filters"] = filters
     meta["measurements"] = meas
     return meta

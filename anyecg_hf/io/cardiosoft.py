@@ -20,7 +20,8 @@ Layout (the parts read; CardioSoft 6.x exports, e.g. UK Biobank's resting ECGs):
         <ChannelSampleCountTotal>5000</ChannelSampleCountTotal><Resolution units="uVperLsb">5</Resolution>
         <WaveformData lead="I">0,0,-2,-3,...</WaveformData> ... (12 leads, comma-separated integers)
       </StripData>
-      <FullDisclosure> (the whole acquisition, leads interleaved; not read) </FullDisclosure>
+      <FullDisclosure> (the whole acquisition: <LeadOrder>, <FullDisclosureData> sample by sample, leads
+        interleaved; read only when there is no <StripData>) </FullDisclosure>
     </CardiologyXML>
 
     value (mV) = integer x Resolution (uV per LSB) / 1000
@@ -42,15 +43,15 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from ._xml import child_text, parse_xml
+from ..leads import STANDARD_12_LEADS
 from .measurements import MEASUREMENT_KEYS, measurements_from
-from .muse import derive_limb_leads
+from .muse import stack_leads
 from .record import (
     DEFAULT_MAX_SAMPLES,
     DEFAULT_MAX_XML_BYTES,
     ECGReadError,
     ECGRecord,
     age_between,
-    canonicalize_leads,
     check_samples,
     normalize_age,
     normalize_sex,
@@ -141,8 +142,9 @@ def read_cardiosoft(path, *, waveform: str = "rhythm", derive_leads: bool = True
 
     Args:
         path: the `.xml` file.
-        waveform (`str`, defaults to `"rhythm"`): `"rhythm"` (the 10 s `<StripData>`) or `"median"` (the
-            `<MedianSamples>` median beats).
+        waveform (`str`, defaults to `"rhythm"`): `"rhythm"` (the 10 s `<StripData>`; files without one, such as
+            exercise exports, give their `<FullDisclosure>` recording, `metadata["waveform_source"]`) or `"median"`
+            (the `<MedianSamples>` median beats).
         derive_leads (`bool`, defaults to `True`): compute III, aVR, aVL, aVF from I and II when the file stores
             only some leads (listed in `metadata["derived_leads"]`).
         max_bytes, max_samples: size limits (see `read_ecg`). UK Biobank files are ~1.5 MB (the full-disclosure
@@ -155,6 +157,8 @@ def read_cardiosoft(path, *, waveform: str = "rhythm", derive_leads: bool = True
     wanted = waveform.strip().lower()
     where = "StripData" if wanted == "rhythm" else "RestingECGMeasurements/MedianSamples"
     block = root.find(where)
+    if block is None and wanted == "rhythm" and root.find("FullDisclosure") is not None:
+        block, where = root.find("FullDisclosure"), "FullDisclosure"
     if block is None:
         found = [f"<{p.rsplit('/', 1)[-1]}>" for p in ("StripData", "RestingECGMeasurements/MedianSamples")
                  if root.find(p) is not None]
@@ -163,9 +167,24 @@ def read_cardiosoft(path, *, waveform: str = "rhythm", derive_leads: bool = True
     what = where.rsplit("/", 1)[-1]
     fs = _sample_rate(block, path, what)
     per_bit_mv = _resolution_mv(block, path, what)
-    count = _int(child_text(block, "ChannelSampleCountTotal"))
+    if what == "FullDisclosure":
+        names, counts = _interleaved(block, path, max_samples)
+    else:
+        names, counts = _per_lead(block, path, what, max_samples)
+    rows = [(values * per_bit_mv).astype(np.float32) for values in counts]
+    if not rows:
+        raise ECGReadError(path, f"<{what}> has no <WaveformData>", FORMAT)
+    signal, names, dropped, derived = stack_leads(rows, names, path, FORMAT, derive=derive_leads, what=f"<{what}>: ")
+    meta = _metadata(root)
+    meta.update(waveform=wanted, derived_leads=derived, dropped_channels=dropped,
+                waveform_source=what if what == "FullDisclosure" else None)
+    return ECGRecord(signal=signal, sampling_rate=fs, lead_names=names, metadata=meta, source=str(path))
 
-    names, rows, total = [], [], 0
+
+def _per_lead(block, path: Path, what: str, max_samples: int) -> tuple[list[str], list[np.ndarray]]:
+    """`<WaveformData lead=...>` lists (`<StripData>`, `<MedianSamples>`), cut to `<ChannelSampleCountTotal>`."""
+    count = _int(child_text(block, "ChannelSampleCountTotal"))
+    names, counts, total = [], [], 0
     for i, el in enumerate(block.findall("WaveformData")):
         lead = (el.get("lead") or el.get("Lead") or "").strip()
         if not lead:
@@ -176,22 +195,25 @@ def read_cardiosoft(path, *, waveform: str = "rhythm", derive_leads: bool = True
                 raise ECGReadError(path, f"lead {lead}: {values.size} samples, <ChannelSampleCountTotal> says "
                                    f"{count}", FORMAT)
             values = values[:count]
-        rows.append((values * per_bit_mv).astype(np.float32))
         names.append(lead)
+        counts.append(values)
         total += values.size
-    if not rows:
-        raise ECGReadError(path, f"<{what}> has no <WaveformData>", FORMAT)
-    lengths = {r.size for r in rows}
-    if len(lengths) != 1:
-        raise ECGReadError(path, f"<{what}>: leads have different lengths {sorted(lengths)}", FORMAT)
-    signal, names, dropped = canonicalize_leads(np.stack(rows), names, path, FORMAT)
-    derived: list[str] = []
-    if derive_leads:
-        signal, names, derived = derive_limb_leads(signal, names)
+    return names, counts
 
-    meta = _metadata(root)
-    meta.update(waveform=wanted, derived_leads=derived, dropped_channels=dropped)
-    return ECGRecord(signal=signal, sampling_rate=fs, lead_names=names, metadata=meta, source=str(path))
+
+def _interleaved(block, path: Path, max_samples: int) -> tuple[list[str], list[np.ndarray]]:
+    """`<FullDisclosure>`: one list, sample by sample (sample 1 of each lead in `<LeadOrder>`, then sample 2, ...)."""
+    names = [n.strip() for n in (child_text(block, "LeadOrder") or "").split(",") if n.strip()]
+    data = block.find("FullDisclosureData")
+    if not names or data is None:
+        raise ECGReadError(path, "<FullDisclosure> without <LeadOrder> or <FullDisclosureData>", FORMAT)
+    text = (data.text or "") + "".join(child.tail or "" for child in data)  # skip a <SampleCountTotal> child
+    values = _samples(text, path, "FullDisclosure", max_samples, 0)
+    if values.size % len(names):
+        raise ECGReadError(path, f"<FullDisclosureData>: {values.size} values do not divide into the "
+                           f"{len(names)} leads of <LeadOrder>", FORMAT)
+    frames = values.reshape(-1, len(names))
+    return names, [frames[:, k].copy() for k in range(len(names))]
 
 
 def _metadata(root) -> dict:
@@ -265,7 +287,8 @@ def _statements(parent, tag: str) -> tuple[list[str], list[str]]:
 # --------------------------------------------------------------------------------------------------------------
 
 def write_cardiosoft_xml(record: ECGRecord, path, *, units_per_bit: float = 5.0, median: ECGRecord | None = None,
-                         arrhythmia_summary: list[str] | None = None, line_width: int = 0) -> Path:
+                         arrhythmia_summary: list[str] | None = None, line_width: int = 0, strip: bool = True,
+                         full_disclosure: bool = False) -> Path:
     """Write `record` as a GE CardioSoft XML file laid out like a UK Biobank export (ISO-8859-1).
 
     Args:
@@ -278,6 +301,9 @@ def write_cardiosoft_xml(record: ECGRecord, path, *, units_per_bit: float = 5.0,
             as CardioSoft appends its full-disclosure arrhythmia summary.
         line_width (`int`, defaults to 0): break the sample lists every this many values with a newline and a
             tab, as real exports do (0: one line).
+        strip (`bool`, defaults to `True`): write the `<StripData>` block.
+        full_disclosure (`bool`, defaults to `False`): also write the record as a `<FullDisclosure>` block (leads
+            interleaved sample by sample).
 
     Metadata written when present: `age`, `sex`, `patient_id`, `acquisition_time`, `diagnosis_statements`,
     `measurements` (`MEASUREMENT_KEYS`, as `RestingECGMeasurements`).
@@ -323,25 +349,33 @@ def write_cardiosoft_xml(record: ECGRecord, path, *, units_per_bit: float = 5.0,
     if median is not None:
         out.append(_strip_xml("MedianSamples", median, units_per_bit, line_width))
     out.append("</RestingECGMeasurements>")
-    out.append(_strip_xml("StripData", record, units_per_bit, line_width))
+    if strip:
+        out.append(_strip_xml("StripData", record, units_per_bit, line_width))
+    if full_disclosure:
+        counts = np.stack([_counts(record, name, units_per_bit) for name in STANDARD_12_LEADS]).T.ravel()
+        out.append(f'<FullDisclosure><NumberOfChannels>12</NumberOfChannels><SampleRate units="Hz">'
+                   f'{int(record.sampling_rate)}</SampleRate><Resolution units="uVperLsb">{units_per_bit:g}'
+                   f'</Resolution><LeadOrder>{",".join(STANDARD_12_LEADS)}</LeadOrder><FullDisclosureData>'
+                   f'{",".join(map(str, counts.tolist()))}</FullDisclosureData></FullDisclosure>')
     out.append("</CardiologyXML>")
     path.write_bytes("\n".join(out).encode("iso-8859-1", errors="replace"))
     return path
 
 
-def _strip_xml(tag: str, rec: ECGRecord, units_per_bit: float, line_width: int) -> str:
-    from ..leads import STANDARD_12_LEADS
+def _counts(rec: ECGRecord, name: str, units_per_bit: float) -> np.ndarray:
+    if name not in rec.lead_names:
+        raise ValueError(f"lead {name!r} is not in the record (leads: {rec.lead_names})")
+    return np.round(rec.lead(name).astype(np.float64) * 1000.0 / units_per_bit).astype(np.int64)
 
+
+def _strip_xml(tag: str, rec: ECGRecord, units_per_bit: float, line_width: int) -> str:
     if not float(rec.sampling_rate).is_integer():
         raise ValueError(f"CardioSoft stores integer sampling rates, got {rec.sampling_rate}")
     parts = [f"<{tag}><NumberOfLeads>12</NumberOfLeads><SampleRate units=\"Hz\">{int(rec.sampling_rate)}"
              f"</SampleRate><ChannelSampleCountTotal>{rec.num_samples}</ChannelSampleCountTotal>"
              f"<Resolution units=\"uVperLsb\">{units_per_bit:g}</Resolution>"]
     for name in STANDARD_12_LEADS:
-        if name not in rec.lead_names:
-            raise ValueError(f"lead {name!r} is not in the record (leads: {rec.lead_names})")
-        counts = np.round(rec.lead(name).astype(np.float64) * 1000.0 / units_per_bit).astype(np.int64)
-        tokens = [str(v) for v in counts.tolist()]
+        tokens = [str(v) for v in _counts(rec, name, units_per_bit).tolist()]
         if line_width > 0:
             body = ",\n\t".join(",".join(tokens[i:i + line_width]) for i in range(0, len(tokens), line_width))
         else:

@@ -7,7 +7,7 @@ import re
 import struct
 from pathlib import Path
 
-from .record import ECGReadError
+from .record import ECGReadError, check_regular
 
 FORMATS = ("wfdb", "muse", "cardiosoft", "philips", "hl7", "dicom", "scp", "edf", "csv", "npy", "npz")
 
@@ -138,6 +138,7 @@ def detect_format(path) -> str:
         raise FileNotFoundError(f"No such file: {path}")
     if path.is_dir():
         raise ECGReadError(path, "is a directory (use read_ecg_dir)")
+    check_regular(path)  # a FIFO would block the open below forever
     with open(path, "rb") as f:
         head = f.read(_SNIFF_BYTES)
     try:

@@ -1,4 +1,4 @@
-"""EDF / EDF+ (and 24-bit BDF) via `edfio` (Apache-2.0, optional: `pip install anyecg_hf[formats]`).
+"""EDF / EDF+ (and 24-bit BDF) via `edfio` (Apache-2.0, a core dependency).
 
 Polysomnography and Holter EDFs mix ECG with other channels: channels are kept when their label names an ECG
 lead (after dropping an `ECG`/`EKG` prefix: `"ECG V1"`, `"EKG-II"`) and their physical dimension is a voltage;
@@ -49,6 +49,12 @@ def _check_header(path: Path, size: int, max_samples: int, allow_truncated: bool
         bdf = head.startswith(b"\xffBIOSEMI")
         header_bytes = _header_field(head, 184, 192, path, "'number of bytes in header'")
         n_records = _header_field(head, 236, 244, path, "'number of data records'")
+        try:
+            duration = float(head[244:252].decode("ascii").strip())
+        except (UnicodeDecodeError, ValueError):
+            raise ECGReadError(path, "EDF header field 'duration of a data record' is not a number", FORMAT) from None
+        if not (np.isfinite(duration) and duration >= 1e-6):  # 0 s made edfio fail with an UnboundLocalError
+            raise ECGReadError(path, f"EDF data-record duration {duration:g} s is not a positive duration", FORMAT)
         n_signals = _header_field(head, 252, 256, path, "'number of signals'")
         if not 0 < n_signals <= 4096 or header_bytes != 256 * (n_signals + 1):
             raise ECGReadError(path, f"inconsistent EDF header ({n_signals} signals, {header_bytes} header bytes)",

@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from ._xml import parse_xml
+from .measurements import measurements_from
+from .muse import stack_leads
 from .record import (
     DEFAULT_MAX_SAMPLES,
     DEFAULT_MAX_XML_BYTES,
     ECGReadError,
     ECGRecord,
     age_between,
-    canonicalize_leads,
     check_samples,
     normalize_age,
     normalize_sex,
@@ -32,6 +33,13 @@ FORMAT = "hl7"
 
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 _AGE_UNITS = {"a": 1.0, "mo": 1 / 12, "wk": 7 / 365.25, "d": 1 / 365.25}
+# MDC annotation code (without a "_GL" suffix) -> our measurement key
+MEASUREMENT_CODES = {
+    "MDC_ECG_HEART_RATE": "heart_rate", "MDC_ECG_TIME_PD_RR": "rr_ms", "MDC_ECG_TIME_PD_P": "p_ms",
+    "MDC_ECG_TIME_PD_PR": "pr_ms", "MDC_ECG_TIME_PD_PQ": "pr_ms", "MDC_ECG_TIME_PD_QRS": "qrs_ms",
+    "MDC_ECG_TIME_PD_QT": "qt_ms", "MDC_ECG_TIME_PD_QTC": "qtc_ms", "MDC_ECG_ANGLE_P_FRONT": "p_axis",
+    "MDC_ECG_ANGLE_QRS_FRONT": "qrs_axis", "MDC_ECG_ANGLE_T_FRONT": "t_axis",
+}
 
 
 def parse_hl7_time(value: str | None) -> datetime | None:
@@ -77,6 +85,7 @@ def read_hl7_aecg(path, *, series: int = 0, max_bytes=DEFAULT_MAX_XML_BYTES,
         series (`int`, defaults to 0): which rhythm `<series>` to read when the file holds several.
         max_bytes, max_samples: size limits (see `read_ecg`).
 
+    Files storing only I, II, V1-V6 get III, aVR, aVL, aVF derived as for MUSE (`metadata["derived_leads"]`).
     The first `<sequenceSet>` is read, plus any later set that holds other leads over the same samples (leads
     recorded in groups); sets repeating leads (later segments) are not read. `metadata["sequence_sets"]` and
     `metadata["sequence_sets_read"]` give the counts.
@@ -108,15 +117,13 @@ def read_hl7_aecg(path, *, series: int = 0, max_bytes=DEFAULT_MAX_XML_BYTES,
         if fs2 != fs or {r.size for r in rows2} != {rows[0].size}:
             continue
         names, rows, merged = names + names2, rows + rows2, merged + 1
-    lengths = {r.size for r in rows}
-    if len(lengths) != 1:
-        raise ECGReadError(path, f"leads have different lengths {sorted(lengths)}", FORMAT)
-    signal, names, dropped = canonicalize_leads(np.stack(rows), names, path, FORMAT)
+    signal, names, dropped, derived = stack_leads(rows, names, path, FORMAT, derive=True)
 
     meta = _metadata(root, chosen)
     meta["sequence_sets"] = len(sets)
     meta["sequence_sets_read"] = merged
     meta["dropped_channels"] = dropped
+    meta["derived_leads"] = derived
     return ECGRecord(signal=signal, sampling_rate=fs, lead_names=names, metadata=meta, source=str(path))
 
 
@@ -220,4 +227,43 @@ def _metadata(root, series) -> dict:
             rhythm = value.get("displayName") or value.get("code")
     meta["diagnosis_statements"] = statements
     meta["rhythm"] = rhythm
+    meta["measurements"] = _measurements(series)
     return meta
+
+
+def _measurements(series) -> dict:
+    """Numeric annotations of the device's `<annotationSet>` (the first whose author is a device, else the first).
+
+    Global annotations (not inside an `MDC_ECG_BEAT` annotation) win; without them, the median over the beats of
+    each per-beat value (files such as the FDA example give the numerics per beat only)."""
+    sets = list(series.iter("annotationSet"))
+    chosen = next((a for a in sets if a.find("author/assignedEntity/assignedAuthorType/assignedDevice") is not None),
+                  sets[0] if sets else None)
+    if chosen is None:
+        return {}
+    found: dict[str, list] = {}  # key -> [(in_beat, value, unit)]
+
+    def walk(el, in_beat: bool):
+        for child in el:
+            if child.tag != "annotation":
+                walk(child, in_beat)
+                continue
+            code = _code(child).upper().removesuffix("_GL")
+            value = child.find("value")
+            key = MEASUREMENT_CODES.get(code)
+            if key is not None and value is not None and value.get("value") is not None:
+                found.setdefault(key, []).append((in_beat, value.get("value"), value.get("unit")))
+            walk(child, in_beat or code == "MDC_ECG_BEAT")
+
+    walk(chosen, False)
+    values, units = {}, {}
+    for key, items in found.items():
+        glob = [(v, u) for beat, v, u in items if not beat]
+        if glob:
+            values[key], units[key] = glob[0]
+            continue
+        unit = items[0][2]
+        numbers = [float(v) for _, v, u in items if u == unit and _is_number(v)]
+        if numbers:
+            values[key], units[key] = float(np.median(numbers)), unit
+    return measurements_from(values, units)

@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from ._xml import b64decode_strict, child_text, parse_xml
-from .measurements import measurements_from
+from .measurements import measurements_from, plain
 from .record import (
     DEFAULT_MAX_SAMPLES,
     DEFAULT_MAX_XML_BYTES,
@@ -94,8 +94,21 @@ def derive_limb_leads(signal: np.ndarray, names: list[str]) -> tuple[np.ndarray,
     return np.concatenate([signal, np.stack(rows)]), names + derived, derived
 
 
-def read_muse(path, *, waveform: str = "rhythm", derive_leads: bool = True, max_bytes=DEFAULT_MAX_XML_BYTES,
-              max_samples=DEFAULT_MAX_SAMPLES) -> ECGRecord:
+def stack_leads(rows, names, path, fmt: str, *, derive: bool = False, what: str = ""):
+    """Equal-length rows -> `(signal, canonical names, dropped channels, derived leads)`: the length check, the lead
+    names (`canonicalize_leads`) and, with `derive`, III, aVR, aVL, aVF from I and II (shared by the XML readers)."""
+    lengths = {r.size for r in rows}
+    if len(lengths) != 1:
+        raise ECGReadError(path, f"{what}leads have different lengths {sorted(lengths)}", fmt)
+    signal, names, dropped = canonicalize_leads(np.stack(rows), names, path, fmt)
+    derived: list[str] = []
+    if derive:
+        signal, names, derived = derive_limb_leads(signal, names)
+    return signal, names, dropped, derived
+
+
+def read_muse(path, *, waveform: str = "rhythm", derive_leads: bool = True, subtract_baseline: bool = True,
+              max_bytes=DEFAULT_MAX_XML_BYTES, max_samples=DEFAULT_MAX_SAMPLES) -> ECGRecord:
     """Read a GE MUSE XML export.
 
     Args:
@@ -104,6 +117,12 @@ def read_muse(path, *, waveform: str = "rhythm", derive_leads: bool = True, max_
             `"median"` (the median beat).
         derive_leads (`bool`, defaults to `True`): compute III, aVR, aVL, aVF from I and II when the file stores
             only 8 leads (listed in `metadata["derived_leads"]`).
+        subtract_baseline (`bool`, defaults to `True`): subtract each lead's `<FirstSampleBaseline>` from its
+            samples. GE's LeadData table gives it as an integer in counts, like `LeadHighLimit`/`LeadLowLimit` (the
+            ADC range): the count of the lead's baseline (zero line) at the first sample, so signal = (stored
+            count - baseline) x units per bit. MUSE's own exports write 0 (nothing changes); files converted from
+            offset-binary acquisitions store offset samples with the offset there. Non-zero values are listed in
+            `metadata["first_sample_baseline"]`; `False` keeps the stored counts as they are.
         max_bytes, max_samples: size limits (see `read_ecg`).
 
     """
@@ -124,7 +143,7 @@ def read_muse(path, *, waveform: str = "rhythm", derive_leads: bool = True, max_
         raise ECGReadError(path, f"invalid sampling rate SampleBase={child_text(chosen, 'SampleBase')!r}", FORMAT)
     fs = base * 10.0 ** exponent
 
-    names, rows = [], []
+    names, rows, baselines = [], [], {}
     total = 0
     for i, lead in enumerate(chosen.findall("LeadData")):
         lead_id = child_text(lead, "LeadID")
@@ -157,24 +176,23 @@ def read_muse(path, *, waveform: str = "rhythm", derive_leads: bool = True, max_
         unit = (child_text(lead, "LeadAmplitudeUnits") or "MICROVOLTS").upper()
         if unit not in _UNITS_TO_MV:
             raise ECGReadError(path, f"lead {lead_id}: unknown <LeadAmplitudeUnits> {unit!r}", FORMAT)
-        # FirstSampleBaseline is informational in MUSE exports: samples are already zero-referenced
-        rows.append((values.astype(np.float64) * (per_bit * _UNITS_TO_MV[unit])).astype(np.float32))
+        counts = values.astype(np.float64)
+        baseline = _num(child_text(lead, "FirstSampleBaseline")) or 0.0
+        if baseline and subtract_baseline:
+            counts -= baseline
+        if baseline:
+            baselines[lead_id] = plain(baseline)
+        rows.append((counts * (per_bit * _UNITS_TO_MV[unit])).astype(np.float32))
         names.append(lead_id)
         total += values.size
     if not rows:
         raise ECGReadError(path, f"the {waveform!r} <Waveform> has no <LeadData>", FORMAT)
-    lengths = {r.size for r in rows}
-    if len(lengths) != 1:
-        raise ECGReadError(path, f"leads have different lengths {sorted(lengths)}", FORMAT)
-    signal, names, dropped = canonicalize_leads(np.stack(rows), names, path, FORMAT)
-    derived: list[str] = []
-    if derive_leads:
-        signal, names, derived = derive_limb_leads(signal, names)
-
+    signal, names, dropped, derived = stack_leads(rows, names, path, FORMAT, derive=derive_leads)
     meta = _metadata(root)
     meta["waveform"] = waveform.lower()
     meta["derived_leads"] = derived
     meta["dropped_channels"] = dropped
+    meta["first_sample_baseline"] = baselines
     return ECGRecord(signal=signal, sampling_rate=fs, lead_names=names, metadata=meta, source=str(path))
 
 
@@ -232,7 +250,7 @@ def _statements(diag) -> list[str]:
 
 
 def write_muse_xml(record: ECGRecord, path, *, stored_leads=("I", "II", "V1", "V2", "V3", "V4", "V5", "V6"),
-                   units_per_bit: float = 4.88, median: ECGRecord | None = None) -> Path:
+                   units_per_bit: float = 4.88, median: ECGRecord | None = None, baseline_counts: int = 0) -> Path:
     """Write `record` as a GE MUSE XML file (ISO-8859-1, `restecg.dtd` DOCTYPE like real exports).
 
     Args:
@@ -242,6 +260,8 @@ def write_muse_xml(record: ECGRecord, path, *, stored_leads=("I", "II", "V1", "V
         units_per_bit (`float`, defaults to `4.88`): amplitude resolution in microvolts per bit; samples are
             rounded to the nearest step, so a round trip agrees to `units_per_bit / 2` microvolts.
         median (`ECGRecord`, *optional*): a median beat to store as a second `<Waveform>`.
+        baseline_counts (`int`, defaults to 0): store every sample offset by this many counts and write it as
+            `<FirstSampleBaseline>` (files of that kind exist; MUSE itself writes 0).
 
     Metadata written when present: `age`, `sex`, `patient_id`, `acquisition_time`, `diagnosis_statements`,
     `measurements` (all but `rr_ms` and `p_ms`, which MUSE does not store as such).
@@ -282,13 +302,13 @@ def write_muse_xml(record: ECGRecord, path, *, stored_leads=("I", "II", "V1", "V
         parts.append("</Diagnosis>")
     for kind, rec in (("Rhythm", record), ("Median", median)):
         if rec is not None:
-            parts.append(_waveform_xml(kind, rec, stored_leads, units_per_bit))
+            parts.append(_waveform_xml(kind, rec, stored_leads, units_per_bit, baseline_counts))
     parts.append("</RestingECG>")
     path.write_bytes("\n".join(parts).encode("iso-8859-1", errors="replace"))
     return path
 
 
-def _waveform_xml(kind: str, rec: ECGRecord, stored_leads, units_per_bit: float) -> str:
+def _waveform_xml(kind: str, rec: ECGRecord, stored_leads, units_per_bit: float, baseline: int = 0) -> str:
     fs = rec.sampling_rate
     if not float(fs).is_integer():
         raise ValueError(f"MUSE stores integer sampling rates, got {fs}")
@@ -300,7 +320,7 @@ def _waveform_xml(kind: str, rec: ECGRecord, stored_leads, units_per_bit: float)
         if name not in rec.lead_names:
             raise ValueError(f"lead {name!r} is not in the record (leads: {rec.lead_names}); set stored_leads=")
         x = rec.lead(name).astype(np.float64)
-        counts = np.round(x * 1000.0 / units_per_bit)
+        counts = np.round(x * 1000.0 / units_per_bit) + int(baseline)
         if np.abs(counts).max(initial=0) > 32767 or not np.isfinite(counts).all():
             raise ValueError(f"lead {name} does not fit in 16 bits at {units_per_bit} uV/bit")
         raw = counts.astype("<i2").tobytes()
@@ -310,7 +330,7 @@ def _waveform_xml(kind: str, rec: ECGRecord, stored_leads, units_per_bit: float)
             f"<LeadAmplitudeUnitsPerBit>{units_per_bit}</LeadAmplitudeUnitsPerBit>"
             f"<LeadAmplitudeUnits>MICROVOLTS</LeadAmplitudeUnits><LeadHighLimit>32767</LeadHighLimit>"
             f"<LeadLowLimit>-32768</LeadLowLimit><LeadID>{name}</LeadID><LeadOffsetFirstSample>0"
-            f"</LeadOffsetFirstSample><FirstSampleBaseline>0</FirstSampleBaseline><LeadSampleSize>2</LeadSampleSize>"
+            f"</LeadOffsetFirstSample><FirstSampleBaseline>{int(baseline)}</FirstSampleBaseline><LeadSampleSize>2</LeadSampleSize>"
             f"<LeadOff>FALSE</LeadOff><BaselineSway>FALSE</BaselineSway><LeadDataCRC32>{zlib.crc32(raw)}"
             f"</LeadDataCRC32><WaveFormData>{base64.b64encode(raw).decode('ascii')}</WaveFormData></LeadData>"
         )

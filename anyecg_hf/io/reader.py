@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .detect import EXTENSIONS, FORMATS, WFDB_DATA_EXTENSIONS, detect_format, sniff_format, wfdb_header_for
-from .record import ECGReadError, ECGRecord, finalize
+from .detect import FORMATS, detect_format, wfdb_header_for
+from .folders import walk_ecg_files
+from .record import ECGReadError, ECGRecord, check_regular, finalize
 
 # format -> (module, reader function)
 _READERS = {
@@ -70,8 +71,8 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
             default to mV). Units stated in a file always win.
         **kwargs: format options, e.g. `waveform="median"` (MUSE, CardioSoft, Philips, DICOM, SCP),
             `keep_calibration=True` (Philips), `check_crc=False` (SCP), `allow_truncated=True` (EDF),
-            `derive_leads=False` (MUSE, CardioSoft), and the size limits `max_bytes` (file size) and `max_samples`
-            (leads x samples) every reader accepts.
+            `derive_leads=False` (MUSE, CardioSoft), `subtract_baseline=False` (MUSE), and the size limits
+            `max_bytes` (file size) and `max_samples` (leads x samples) every reader accepts.
 
     Returns:
         `ECGRecord`: leads in the standard order (I, II, III, aVR, aVL, aVF, V1-V6, then extra leads),
@@ -89,6 +90,8 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
     fmt = normalize_format(format) if format is not None else detect_format(path)
     if not path.exists() and not (fmt == "wfdb" and wfdb_header_for(path) is not None):
         raise FileNotFoundError(f"No such file: {path}")
+    if path.exists() and not path.is_dir():
+        check_regular(path, fmt)  # never open a FIFO/device (detection above checks too, when it runs)
     reader, params = _reader(fmt)
     options = dict(kwargs)
     for name, value in (("sampling_rate", sampling_rate), ("lead_names", lead_names), ("units", units)):
@@ -124,23 +127,6 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
     return finalize(record, path, fmt)
 
 
-def _candidate(path: Path) -> bool:
-    """Whether a folder walk should try `path` (WFDB data files are read through their `.hea`)."""
-    suffix = path.suffix.lower()
-    if suffix in WFDB_DATA_EXTENSIONS:
-        return False
-    if suffix in EXTENSIONS or suffix == ".xml":
-        return True
-    if suffix == "":
-        try:
-            with open(path, "rb") as f:
-                head = f.read(65536)
-            return sniff_format(head) is not None
-        except (OSError, ECGReadError):
-            return False
-    return False
-
-
 class ECGDirectoryReader:
     """Iterator over the ECG records of a folder (returned by `read_ecg_dir`).
 
@@ -149,8 +135,9 @@ class ECGDirectoryReader:
     READMEs, WFDB `.dat`/`.mat` data files read through their `.hea`, ...) are listed in `skipped`.
 
     Attributes:
-        files (`list[pathlib.Path]`): the files that will be read, in sorted order.
-        errors (`list[tuple[str, str, str]]`): unreadable files so far.
+        files (`list[pathlib.Path]`): the files that will be read, in the order of `walk_ecg_files`.
+        errors (`list[tuple[str, str, str]]`): unreadable files so far, and, from the start, the entries never
+            opened: links leading outside the folder, FIFOs, sockets, devices, dangling links.
         skipped (`list[str]`): files ignored by the walk.
         n_read (`int`): records yielded so far.
     """
@@ -165,17 +152,8 @@ class ECGDirectoryReader:
         self.errors: list[tuple[str, str, str]] = []
         self.skipped: list[str] = []
         self.n_read = 0
-        walker = self.folder.rglob("*") if recursive else self.folder.glob("*")
-        files = []
-        for p in sorted(walker):
-            rel = p.relative_to(self.folder).parts
-            if any(part.startswith(".") for part in rel) or not p.is_file():
-                continue
-            if _candidate(p):
-                files.append(p)
-            elif not (p.suffix.lower() in WFDB_DATA_EXTENSIONS and wfdb_header_for(p) is not None):
-                self.skipped.append(str(p))  # a WFDB data file is read through its .hea: not "skipped"
-        self.files: list[Path] = files
+        self.files: list[Path] = [Path(p) for p in walk_ecg_files(self.folder, recursive=recursive,
+                                                                  skipped=self.skipped, errors=self.errors)]
         self._progress = progress
         self._iter = None
 
@@ -214,8 +192,8 @@ class ECGDirectoryReader:
             shown = "; ".join(f"{Path(p).name}: {m}" for p, _, m in self.errors[:5])
             more = f" (and {len(self.errors) - 5} more, see .errors)" if len(self.errors) > 5 else ""
             warnings.warn(
-                f"read_ecg_dir({str(self.folder)!r}): {len(self.errors)} of {len(self.files)} files could not be "
-                f"read: {shown}{more}", UserWarning, stacklevel=3,
+                f"read_ecg_dir({str(self.folder)!r}): {len(self.errors)} entr{'y' if len(self.errors) == 1 else 'ies'} could not be read ({len(self.files)} "
+                f"files tried): {shown}{more}", UserWarning, stacklevel=3,
             )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..leads import STANDARD_12_LEADS, canonical_lead_name
+from .plausibility import WARNINGS_KEY, ImplausibleECG, assess
 
 # Default limits: a 10 s 12-lead ECG is ~100 kB; a 24 h 12-lead Holter at 1 kHz is ~1 G samples.
 DEFAULT_MAX_BYTES = 1 << 30  # binary files (WFDB, DICOM, SCP, EDF, NumPy, CSV)
@@ -146,9 +148,21 @@ def unit_to_mv(unit: str | None) -> float | None:
     return _UNIT_TO_MV.get(key)
 
 
+def check_regular(path, fmt: str | None = None) -> os.stat_result:
+    """`os.stat` of `path`, refusing anything but a regular file (after symlinks) BEFORE it is opened: opening a
+    FIFO blocks until a writer appears, and a device or socket never ends."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a directory" if stat.S_ISDIR(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise ECGReadError(path, f"is {kind}, not a regular file: not opened", fmt)
+    return st
+
+
 def check_size(path: Path, limit: int, fmt: str) -> int:
-    """Refuse files larger than `limit` bytes before reading them; returns the size."""
-    size = path.stat().st_size
+    """Refuse non-regular files and files larger than `limit` bytes before reading them; returns the size."""
+    size = check_regular(path, fmt).st_size
     if size > limit:
         raise ECGReadError(
             path, f"file is {size} bytes, above the {limit}-byte limit (pass max_bytes= to raise it)", fmt
@@ -251,7 +265,9 @@ def standard_order(signal: np.ndarray, names: list[str]) -> tuple[np.ndarray, li
 
 def finalize(record: ECGRecord, path, fmt: str) -> ECGRecord:
     """Last steps shared by all readers: a non-empty float32 signal without infinities, leads in the standard
-    order, `source` and `metadata["format"]` set, empty metadata values dropped."""
+    order, `source` and `metadata["format"]` set, empty metadata values dropped, and the plausibility gate
+    (`anyecg_hf.io.plausibility`: implausible rates/amplitudes refused, doubtful ones listed in
+    `metadata["plausibility_warnings"]`)."""
     sig = record.signal
     if sig.shape[1] == 0:
         raise ECGReadError(path, "the file holds no samples", fmt)
@@ -261,9 +277,17 @@ def finalize(record: ECGRecord, path, fmt: str) -> ECGRecord:
         raise ECGReadError(path, f"invalid sampling rate {record.sampling_rate}", fmt)
     # drop float noise from rates computed as samples / duration (500.00000000000006 -> 500.0)
     record.sampling_rate = float(f"{record.sampling_rate:.12g}")
+    try:
+        concerns = assess(sig, record.sampling_rate)
+    except ImplausibleECG as err:
+        raise ECGReadError(path, str(err), fmt) from None
     sig, names = standard_order(sig, record.lead_names)
     record.signal = np.ascontiguousarray(sig, dtype=np.float32)
     record.lead_names = list(names)
     record.source = record.source or os.fspath(path)
     record.metadata = {"format": fmt, **clean_metadata(record.metadata)}
+    if concerns:
+        record.metadata[WARNINGS_KEY] = concerns
+    else:
+        record.metadata.pop(WARNINGS_KEY, None)  # a stale list from an .npz written by write_npz
     return record

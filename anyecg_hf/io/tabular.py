@@ -10,7 +10,6 @@ and JSON `metadata`. Pickled objects are never loaded.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 import zipfile
@@ -63,8 +62,12 @@ def _rate_from_times(times: np.ndarray, path) -> float:
     return float(nearest) if nearest and abs(rate - nearest) < 1e-4 * rate else rate
 
 
+DEFAULT_MAX_COLUMNS = 1024  # 12 leads + time in practice; body-surface maps have a few hundred
+
+
 def read_csv(path, *, sampling_rate=None, lead_names=None, units=None, delimiter=None,
-             max_bytes=DEFAULT_MAX_BYTES, max_samples=DEFAULT_MAX_SAMPLES) -> ECGRecord:
+             max_bytes=DEFAULT_MAX_BYTES, max_samples=DEFAULT_MAX_SAMPLES,
+             max_columns=DEFAULT_MAX_COLUMNS) -> ECGRecord:
     """Read a CSV/TSV file with one column per lead and one row per sample.
 
     Args:
@@ -75,6 +78,8 @@ def read_csv(path, *, sampling_rate=None, lead_names=None, units=None, delimiter
         units (`str`, *optional*, defaults to mV): unit of the values unless a header gives one per column.
         delimiter (`str`, *optional*): field separator; sniffed (`,` `;` tab or space) by default.
         max_bytes, max_samples: size limits (see `read_ecg`).
+        max_columns (`int`, defaults to 1024): more columns than this are refused from the first line, before
+            any parsing (a 10^6-column file would otherwise take minutes in the parser).
     """
     import pandas as pd
 
@@ -87,9 +92,17 @@ def read_csv(path, *, sampling_rate=None, lead_names=None, units=None, delimiter
         sample = head.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ECGReadError(path, "not a text file (CSV must be UTF-8/ASCII)", fmt) from None
+    if size > len(head) and b"\n" not in head and b"\r" not in head:
+        raise ECGReadError(path, f"the first line is longer than {len(head)} bytes: not a CSV of ECG leads", fmt)
     lines = [ln for ln in sample.splitlines() if ln.strip()]
     if not lines:
         raise ECGReadError(path, "no data rows", fmt)
+    if size > len(head) and len(lines) > 1:
+        lines = lines[:-1]  # the last line of the first 64 KiB may be cut
+    widest = max(max(max(ln.count(d) for d in ",;\t") + 1, len(ln.split())) for ln in lines[:20])
+    if widest > max_columns:
+        raise ECGReadError(path, f"a line holds {widest} fields, above the {max_columns}-column limit "
+                                 "(pass max_columns= to raise it)", fmt)
     if delimiter is None:
         try:
             delimiter = csv.Sniffer().sniff("\n".join(lines[:20]), delimiters=",;\t ").delimiter
@@ -111,16 +124,16 @@ def read_csv(path, *, sampling_rate=None, lead_names=None, units=None, delimiter
     values = np.empty(frame.shape[::-1], dtype=np.float64)
     for j, col in enumerate(frame.columns):
         cells = frame[col].str.strip()
-        cells = cells.where(cells != "", "nan")
-        numeric = pd.to_numeric(cells, errors="coerce")
-        bad = numeric.isna() & ~cells.str.lower().isin(["nan", "na", "null"])
-        if bad.any():
-            row = int(np.argmax(bad.to_numpy()))
+        cells = cells.where(~cells.str.lower().isin(["", "na", "null"]), "nan").to_numpy(dtype=str)
+        # numpy's str -> float (Python's parser), not pd.to_numeric: pandas 2.3 segfaults on "-1e3090000023"
+        try:
+            values[j] = cells.astype(np.float64)
+        except ValueError:
+            row = next(i for i, c in enumerate(cells) if not _is_number(c))
             raise ECGReadError(
-                path, f"column {columns[j]!r}, row {row + 1 + has_header}: {str(cells.iloc[row])[:30]!r} is not a "
+                path, f"column {columns[j]!r}, row {row + 1 + has_header}: {str(cells[row])[:30]!r} is not a "
                 "number", fmt,
-            )
-        values[j] = numeric.to_numpy(dtype=np.float64)
+            ) from None
 
     rate = None
     keep = []
@@ -238,6 +251,23 @@ _SIGNAL_KEYS = ("signal", "ecg", "data", "x", "arr_0")
 _RATE_KEYS = ("sampling_rate", "fs", "sample_rate", "sampling_frequency")
 
 
+# A member may decompress to at most max(32 MiB, 100 x its compressed size) (and never above `max_bytes`): ECG
+# arrays compress 1-4x, a zip bomb 1000x. The bound is checked on the declared sizes and the array header before
+# anything is inflated, and the data read stops at the header's byte count.
+NPZ_MAX_RATIO = 100
+NPZ_RATIO_FLOOR = 32 << 20
+
+
+def _member_cap(info: zipfile.ZipInfo, max_bytes: int) -> int:
+    return min(int(max_bytes), max(NPZ_RATIO_FLOOR, NPZ_MAX_RATIO * int(info.compress_size)))
+
+
+def _bomb_hint(cap: int, max_bytes: int) -> str:
+    if cap >= max_bytes:
+        return f"above the {max_bytes}-byte limit; pass max_bytes= to raise it"
+    return f"more than {NPZ_MAX_RATIO}x its compressed size and {cap} bytes: a zip bomb, refused"
+
+
 def read_npz(path, *, sampling_rate=None, lead_names=None, units=None, max_bytes=DEFAULT_MAX_BYTES,
              max_samples=DEFAULT_MAX_SAMPLES) -> ECGRecord:
     """Read a `.npz` archive: the signal under `signal` (or `ecg`, `data`, `x`, or the only array), and optionally
@@ -262,10 +292,19 @@ def read_npz(path, *, sampling_rate=None, lead_names=None, units=None, max_bytes
 
         def load(name, limit=max_samples):
             try:
+                info = archive.getinfo(members[name])
+                cap = _member_cap(info, max_bytes)
+                if info.file_size > cap:
+                    raise ECGReadError(path, f"member {name!r} declares {info.file_size} bytes uncompressed from "
+                                             f"{info.compress_size} ({_bomb_hint(cap, max_bytes)})", fmt)
                 with archive.open(members[name]) as fp:
-                    _npy_shape(fp, path, fmt, limit)
-                with archive.open(members[name]) as fp:
-                    return np.load(io.BytesIO(fp.read()), allow_pickle=False)
+                    shape, dtype = _npy_shape(fp, path, fmt, limit)
+                nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+                if nbytes > cap:
+                    raise ECGReadError(path, f"member {name!r} holds a {nbytes}-byte array in {info.compress_size} "
+                                             f"compressed bytes ({_bomb_hint(cap, max_bytes)})", fmt)
+                with archive.open(members[name]) as fp:  # reads exactly the header's (bounded) byte count
+                    return np.lib.format.read_array(fp, allow_pickle=False, max_header_size=10000)
             except ECGReadError:
                 raise
             except Exception as err:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -118,6 +119,44 @@ class AnyECGPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
+
+    # ------------------------------------------------------------------ named outputs
+    @property
+    def heads(self) -> dict:
+        """Which outputs this model gives: `diagnosis` (a classifier), `risk` (a risk head), `regression`."""
+        return {
+            "diagnosis": getattr(self, "classifier", None) is not None,
+            "risk": getattr(self, "risk_head", None) is not None,
+            "regression": getattr(self, "regression_head", None) is not None,
+        }
+
+    def named_outputs(self, outputs, horizons=None) -> dict:
+        """What the pipelines, `anyecg profile` and dataset evaluation report, from one forward output (this model's,
+        an ONNX Runtime one, or a dict of the same fields), as float32 tensors of the heads this model has:
+
+        * `probabilities`: sigmoid of the diagnosis logits (`diagnosis_logits`, else `logits`), `(batch, n_labels)`;
+          (an output without the field, e.g. a dict of some heads only, gives no entry for it);
+        * `risk_scores` `(batch, n_risk)` and `cumulative_incidence` `(batch, n_risk, n_horizons)` at `horizons`
+          (years; default `config.risk_horizons`, taken from the output), `None` without a fitted baseline hazard;
+        * `regression_outputs` `(batch, n_traits)`.
+        """
+
+        def field(name):
+            return outputs.get(name) if isinstance(outputs, Mapping) else getattr(outputs, name, None)
+
+        heads = self.heads
+        result = {}
+        logits = field("diagnosis_logits")
+        logits = field("logits") if logits is None else logits
+        if heads["diagnosis"] and logits is not None:
+            result["probabilities"] = torch.sigmoid(logits.float())
+        if heads["risk"] and field("risk_scores") is not None:
+            result["risk_scores"] = field("risk_scores").float()
+            incidence = field("cumulative_incidence") if horizons is None else self.cumulative_incidence_at(outputs, horizons)
+            result["cumulative_incidence"] = None if incidence is None else incidence.float()
+        if field("regression_outputs") is not None:
+            result["regression_outputs"] = field("regression_outputs").float()
+        return result
 
     def _check_input(self, input_values: torch.Tensor) -> None:
         if not isinstance(input_values, torch.Tensor):

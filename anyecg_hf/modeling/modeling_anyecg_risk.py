@@ -314,10 +314,16 @@ class AnyECGRiskPreTrainedModel(AnyECGPreTrainedModel):
                 inputs = {k: batch[k].to(self.device) for k in ("input_values", "lead_mask", "sample_mask") if batch.get(k) is not None}
                 # backbone and heads only: absolute risks are not needed (and may not be fitted yet)
                 pooled = self.dropout(self.anyecg(**inputs, return_dict=True).pooler_output)
+                out = {}
                 if self.has_risk_head:
-                    got["risk_scores"].append(self.risk_head(pooled, self.config.risk_horizons)["risk_scores"].float().cpu().numpy())
-                if want_diagnosis and getattr(self, "classifier", None) is not None:
-                    got["diagnosis_probs"].append(torch.sigmoid(self.classifier(pooled).float()).cpu().numpy())
+                    out["risk_scores"] = self.risk_head(pooled, self.config.risk_horizons)["risk_scores"]
+                if want_diagnosis and self.heads["diagnosis"]:
+                    out["diagnosis_logits"] = self.classifier(pooled)
+                named = self.named_outputs(out)
+                if self.has_risk_head:
+                    got["risk_scores"].append(named["risk_scores"].cpu().numpy())
+                if "diagnosis_logits" in out:
+                    got["diagnosis_probs"].append(named["probabilities"].cpu().numpy())
                 for k in keys:
                     if batch.get(k) is not None:
                         got[k].append(np.asarray(torch.as_tensor(batch[k]).cpu().numpy(), dtype=np.float64))

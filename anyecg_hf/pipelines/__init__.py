@@ -1,7 +1,8 @@
-"""ECG pipelines (`ecg-profiling`, `ecg-classification`, `ecg-embedding`), the default-model factory and the
-profile format.
+"""ECG pipelines (`ecg-profiling`, `ecg-classification`, `ecg-embedding`): thin transformers pipelines on top of the
+prediction core (`anyecg_hf.prediction`: records -> model inputs, named outputs, window aggregation, profiles).
 
-`import anyecg_hf` registers the three tasks with transformers' `PIPELINE_REGISTRY`, so that
+The three tasks are registered with transformers' `PIPELINE_REGISTRY` when transformers' pipelines are imported
+after `import anyecg_hf` (an import hook, `anyecg_hf.registration`; or call `register_pipelines()`), so that
 `transformers.pipeline("ecg-profiling", model=...)` works. The built-in `feature-extraction` task is left alone.
 
 Default model: the tasks have no fixed default model id, because the public ECGFounder repo holds no transformers
@@ -21,14 +22,15 @@ TASKS = {
 }
 
 _LAZY = {
-    "DEFAULT_MODEL_ID": "anyecg_hf.pipelines.default_model",
-    "DefaultModelUnavailableError": "anyecg_hf.pipelines.default_model",
-    "resolve_model": "anyecg_hf.pipelines.default_model",
-    "load_model_and_extractor": "anyecg_hf.pipelines.default_model",
-    "default_cache_dir": "anyecg_hf.pipelines.default_model",
-    "aggregate_windows": "anyecg_hf.pipelines.outputs",
-    "profile_records": "anyecg_hf.pipelines.outputs",
-    "profile_rows": "anyecg_hf.pipelines.outputs",
+    # the default-model factory and the profile format live in the prediction core; importable here as before
+    "DEFAULT_MODEL_ID": "anyecg_hf.prediction.default_model",
+    "DefaultModelUnavailableError": "anyecg_hf.prediction.default_model",
+    "resolve_model": "anyecg_hf.prediction.default_model",
+    "load_model_and_extractor": "anyecg_hf.prediction.default_model",
+    "default_cache_dir": "anyecg_hf.prediction.default_model",
+    "aggregate_windows": "anyecg_hf.prediction.windows",
+    "profile_records": "anyecg_hf.prediction.profiles",
+    "profile_rows": "anyecg_hf.prediction.profiles",
     "ECGPipelineBase": "anyecg_hf.pipelines.base",
     **{cls: mod for mod, cls in TASKS.values()},
 }
@@ -54,14 +56,15 @@ class _FactoryDefault(dict):
 
     def __getitem__(self, key):
         if key == "model":
-            from .default_model import resolve_model
+            from ..prediction.default_model import resolve_model
 
             return resolve_model(None), None  # (model, revision): a local folder needs no revision
         return super().__getitem__(key)
 
 
 def register_pipelines() -> None:
-    """Register the ECG tasks with transformers' `PIPELINE_REGISTRY` (idempotent; called by `import anyecg_hf`).
+    """Register the ECG tasks with transformers' `PIPELINE_REGISTRY` (idempotent; called by the import hook of
+    `anyecg_hf.registration` once transformers' pipelines are imported).
 
     Each task loads its model with `AutoModel`, which returns the class named in `config.architectures`
     (`AnyECGForDiagnosis`, `AnyECGForRiskPrediction`, `AnyECGForHealthProfiling` or the bare `AnyECGModel`).
@@ -82,10 +85,12 @@ def ecg_pipeline(task: str = "ecg-profiling", model=None, *, revision=None, devi
     ECGFounder repo id, or an original `.pth` checkpoint are converted and cached first)."""
     from transformers import pipeline
 
-    from .default_model import resolve_model
+    from ..prediction.default_model import resolve_model
+    from ..registration import register_pipelines as _register
 
     if task not in TASKS:
         raise ValueError(f"Unknown ECG task {task!r}; expected one of {', '.join(TASKS)}.")
+    _register()
     resolved = resolve_model(model, revision=revision) if isinstance(model, (str, type(None))) or hasattr(model, "__fspath__") else model
     if isinstance(resolved, str) and revision is not None and resolved != model:
         revision = None  # the revision selected the default checkpoint; the converted folder is local

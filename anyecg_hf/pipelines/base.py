@@ -11,9 +11,7 @@ a generator to get an iterator instead).
 
 from __future__ import annotations
 
-import copy
 import os
-import warnings as _warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +20,14 @@ from transformers.pipelines.base import ChunkPipeline, no_collate_fn
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
 from torch.utils.data import DataLoader
 
-from .outputs import aggregate_windows
+from ..prediction import MODEL_INPUT_KEYS, aggregate_windows, prepare_records
 
-_MODEL_KEYS = ("input_values", "lead_mask", "sample_mask")
 _META_KEYS = ("is_last", "record", "warnings", "error", "source")
 _ON_ERROR = ("raise", "return")
 
 
 def _is_pathlike(x) -> bool:
     return isinstance(x, (str, os.PathLike))
-
-
-def _strip_prefix(message: str, record_id) -> str:
-    """Quality messages start with "<record id>: "; the result already names its record."""
-    prefix = f"{record_id}: "
-    return message[len(prefix):] if record_id is not None and message.startswith(prefix) else message
 
 
 class ECGPipelineBase(ChunkPipeline):
@@ -59,7 +50,7 @@ class ECGPipelineBase(ChunkPipeline):
             with an `"error"` message for that input and goes on (what batch jobs want).
         batch_size, num_workers, device: as in every transformers pipeline (windows are batched across records).
         onnx_model (constructor only): path of an ONNX file exported from the same model (`anyecg export-onnx`), or an
-            `anyecg_hf.runtime.OnnxECGModel`; the forward pass then runs on ONNX Runtime (CPU), which is faster at
+            `anyecg_hf.export.OnnxECGModel`; the forward pass then runs on ONNX Runtime (CPU), which is faster at
             small batches and on shared CPUs (see docs/speed.md). Outputs match PyTorch to ~1e-6.
     """
 
@@ -77,7 +68,7 @@ class ECGPipelineBase(ChunkPipeline):
         # an `OnnxECGModel`. The PyTorch model still provides the config, the head checks and risk-curve helpers.
         self.onnx_model = None
         if onnx_model is not None:
-            from ..runtime import OnnxECGModel
+            from ..export import OnnxECGModel
 
             self.onnx_model = onnx_model if isinstance(onnx_model, OnnxECGModel) else OnnxECGModel(onnx_model)
             if self.onnx_model.config.to_dict()["label_space"] != self.model.config.to_dict()["label_space"]:
@@ -100,11 +91,11 @@ class ECGPipelineBase(ChunkPipeline):
 
     @property
     def has_diagnosis_head(self) -> bool:
-        return getattr(self.model, "classifier", None) is not None
+        return self.model.heads["diagnosis"]
 
     @property
     def has_risk_head(self) -> bool:
-        return getattr(self.model, "risk_head", None) is not None
+        return self.model.heads["risk"]
 
     def _model_description(self) -> str:
         cfg = self.model.config
@@ -188,23 +179,10 @@ class ECGPipelineBase(ChunkPipeline):
 
     def _extractor(self, windowing: str | None):
         """The feature extractor, or a copy with another `windowing` (cached)."""
-        fe = self.feature_extractor
-        if windowing is None or windowing == fe.windowing:
-            return fe
         cache = self.__dict__.setdefault("_extractor_variants", {})
         if windowing not in cache:
-            variant = copy.deepcopy(fe)
-            variant.windowing = windowing
-            variant._validate()
-            cache[windowing] = variant
+            cache[windowing] = self.feature_extractor.with_windowing(windowing)
         return cache[windowing]
-
-    def _quality_warnings(self, fe, signal, kwargs, fe_id) -> list[str]:
-        try:
-            flags = fe.check_quality(signal, **kwargs)[0]
-        except Exception as err:  # a quality check must never stop a prediction
-            return [f"signal-quality check failed ({type(err).__name__}: {err})"]
-        return [_strip_prefix(str(f), fe_id) for f in flags]
 
     def _error_item(self, inputs, err: Exception) -> dict:
         cfg = self.model.config
@@ -230,29 +208,19 @@ class ECGPipelineBase(ChunkPipeline):
             signal, kwargs, record_id, source = self._prepare_input(
                 inputs, sampling_rate=sampling_rate, lead_names=lead_names, units=units, format=format)
             kwargs = {k: v for k, v in kwargs.items() if v is not None}
-            fe_id = kwargs["record_ids"][0] if "record_ids" in kwargs else getattr(signal, "record_id", None)
-            warns = self._quality_warnings(fe, signal, kwargs, fe_id) if quality else []
-            with _warnings.catch_warnings(record=True) as caught:
-                _warnings.simplefilter("always")
-                features = fe(signal, return_tensors="pt", **kwargs)
-            for w in caught:  # the extractor's notes on masked leads travel with the result
-                msg = _strip_prefix(str(w.message), fe_id)
-                if msg not in warns:
-                    warns.append(msg)
+            prepared = prepare_records([signal], fe, quality=quality, extractor_kwargs=kwargs)[0]
         except (ValueError, OSError, ImportError) as err:
             if on_error == "raise":
                 raise
             yield self._error_item(inputs, err)
             return
-        features = dict(features)
-        features.pop("window_to_record", None)  # bookkeeping: never passed to the model
-        n = features["input_values"].shape[0]
+        n = prepared.num_windows
         for i in range(n):
             item = {"window": torch.tensor([i])}
-            for key in _MODEL_KEYS:
-                if features.get(key) is not None:
-                    item[key] = features[key][i : i + 1]
-            item.update(is_last=i == n - 1, record=record_id, source=source, warnings=warns, error=None)
+            for key in MODEL_INPUT_KEYS:
+                if prepared.inputs.get(key) is not None:
+                    item[key] = torch.from_numpy(prepared.inputs[key][i : i + 1])
+            item.update(is_last=i == n - 1, record=record_id, source=source, warnings=prepared.warnings, error=None)
             yield item
 
     # ------------------------------------------------------------------ batching
@@ -298,7 +266,7 @@ class ECGPipelineBase(ChunkPipeline):
         window = model_inputs["window"]
         errors = meta["error"] if isinstance(meta["error"], list) else [meta["error"]]
         keep = torch.tensor([e is None for e in errors])
-        inputs = {k: model_inputs[k] for k in _MODEL_KEYS if model_inputs.get(k) is not None}
+        inputs = {k: model_inputs[k] for k in MODEL_INPUT_KEYS if model_inputs.get(k) is not None}
         if not bool(keep.all()):
             inputs = {k: v[keep.to(v.device)] for k, v in inputs.items()}
         if inputs["input_values"].shape[0]:

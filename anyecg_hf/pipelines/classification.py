@@ -48,11 +48,7 @@ class ECGClassificationPipeline(ECGPipelineBase):
         return {}, post
 
     def _run_model(self, inputs):
-        out = self._call_model(inputs)
-        logits = getattr(out, "diagnosis_logits", None)
-        if logits is None:
-            logits = out.logits
-        return {"probabilities": torch.sigmoid(logits.float())}
+        return {"probabilities": self.model.named_outputs(self._call_model(inputs))["probabilities"]}
 
     def _empty_outputs(self, batch):
         return {"probabilities": torch.full((batch, self.model.config.num_labels), float("nan"))}

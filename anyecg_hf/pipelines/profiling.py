@@ -7,7 +7,7 @@ import math
 import torch
 
 from .base import ECGPipelineBase
-from .outputs import profile_records
+from ..prediction import profile_records
 
 
 class ECGProfilingPipeline(ECGPipelineBase):
@@ -75,24 +75,9 @@ class ECGProfilingPipeline(ECGPipelineBase):
         return list(horizons)
 
     def _run_model(self, inputs, horizons=None):
-        out = self._call_model(inputs)
-        result = {}
-        diag = getattr(out, "diagnosis_logits", None)
-        if diag is None and self.has_diagnosis_head:
-            diag = out.logits
-        if diag is not None:
-            result["probabilities"] = torch.sigmoid(diag.float())
-        if self.has_risk_head:
-            result["risk_scores"] = out.risk_scores.float()
-            custom = self._custom_horizons(horizons)
-            if custom is not None:
-                inc = self.model.cumulative_incidence_at(out, custom)
-            else:
-                inc = out.cumulative_incidence
-            result["cumulative_incidence"] = None if inc is None else inc.float()
-        if getattr(out, "regression_outputs", None) is not None:
-            result["regression_outputs"] = out.regression_outputs.float()
-        return result
+        named = self.model.named_outputs(self._call_model(inputs), horizons=self._custom_horizons(horizons))
+        return {k: named.get(k) for k in ("probabilities", "risk_scores", "cumulative_incidence", "regression_outputs")
+                if k in named}
 
     def _empty_outputs(self, batch, horizons=None):
         cfg = self.model.config

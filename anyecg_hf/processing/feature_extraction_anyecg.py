@@ -18,6 +18,7 @@ Chain, per record (each step a named, saved option; the defaults are the release
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Sequence
@@ -26,8 +27,9 @@ import numpy as np
 from transformers import BatchFeature, SequenceFeatureExtractor
 
 from ..leads import STANDARD_12_LEADS, canonical_lead_names
+from ..io.plausibility import ImplausibleECG, check_rate
 from . import filters
-from .quality import signal_quality
+from .quality import FLAT_PTP_MV, QualityFlag, signal_quality
 
 UNIT_SCALE_TO_MV = {"v": 1e3, "mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv": 1e-6}
 
@@ -80,8 +82,9 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
             record's end so every sample is covered). Shorter records give one zero-padded window.
         window_stride (`int`, *optional*): sliding stride in samples (default `num_samples`, no overlap).
         nan_lead_fraction (`float`, defaults to 0.5): a lead with a larger fraction of NaN is masked, not filled.
-        flat_threshold (`float`, defaults to 1e-4): a lead whose peak-to-peak amplitude (mV) is at most this is
-            masked as flat.
+        flat_threshold (`float`, defaults to 0.01): a lead whose peak-to-peak amplitude (mV) is at most this is
+            masked as flat; the quality flags call exactly these leads `flat` (a lead of volts read as millivolts
+            is both flagged and masked; the default was 1e-4 mV before, which flagged such leads without masking).
         padding_value (`float`, defaults to 0.0): value of padded samples and missing leads.
         backend (`str`, defaults to `"auto"`): `"numba"` kernels (parallel, default when installed) or `"scipy"`.
     """
@@ -107,7 +110,7 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         windowing: str = "first",
         window_stride: int | None = None,
         nan_lead_fraction: float = 0.5,
-        flat_threshold: float = 1e-4,
+        flat_threshold: float = FLAT_PTP_MV,
         padding_value: float = 0.0,
         backend: str = "auto",
         **kwargs,
@@ -160,6 +163,17 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         params = dict(sampling_rate=config.sampling_rate, num_samples=config.num_samples, lead_names=lead_names)
         params.update(kwargs)
         return cls(**params)
+
+    def with_windowing(self, windowing: str | None) -> AnyECGFeatureExtractor:
+        """This extractor, or a validated copy that cuts long records with `windowing` (`"sliding"`, `"first"`,
+        `"center"`; `None` or the same setting: `self`). What the pipelines and `anyecg profile` use for their
+        `windowing` option."""
+        if windowing is None or windowing == self.windowing:
+            return self
+        variant = copy.deepcopy(self)
+        variant.windowing = windowing
+        variant._validate()
+        return variant
 
     # ------------------------------------------------------------------ filters
     def _filter_plan(self):
@@ -238,6 +252,10 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
             raise ECGInputError(f"{rid}: sampling_rate must be a number, got {fs!r}") from None
         if not math.isfinite(fs) or fs <= 0:
             raise ECGInputError(f"{rid}: sampling_rate must be positive, got {fs}")
+        try:
+            check_rate(fs)  # 1 Hz failed inside scipy ("Wn[0] must be less than Wn[1]"), 100 kHz gave false flags
+        except ImplausibleECG as err:
+            raise ECGInputError(f"{rid}: {err}") from None
         if names is None:
             names = self.lead_names
             if x.ndim == 1 and len(names) != 1:
@@ -457,10 +475,29 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
         def check(a: int, b: int) -> None:  # one record per task, on the filters' worker threads
             for i in range(a, b):
                 r = records[i]
-                flags[i] = signal_quality(r["x"], r["fs"], r["names"], 1.0, r["id"])
+                flags[i] = signal_quality(r["x"], r["fs"], r["names"], 1.0, r["id"], flat_threshold=self.flat_threshold,
+                                          nan_fraction=self.nan_lead_fraction) + self._input_flags(r)
 
         filters.for_ranges(check, [(i, i + 1) for i in range(len(records))])
         return flags
+
+    def _input_flags(self, r) -> list:
+        """Flags about what the model will see of this record: model leads absent from it (zero-filled, masked)
+        and a record shorter than 90 % of the model's window (zero-padded): both shift outputs (by up to 0.15 on
+        the reference model for 1-3 leads or 2 s) without being wrong input."""
+        where = f"{r['id']}: " if r["id"] else ""
+        out = []
+        missing = [n for n in self.lead_names if n not in r["names"]]
+        if missing and len(self.lead_names) > 1:
+            out.append(QualityFlag("missing_leads", None, float(len(missing)),
+                                   f"{where}{len(missing)} of the model's {len(self.lead_names)} leads are missing "
+                                   f"({', '.join(missing)}): zero-filled and masked; outputs are less reliable"))
+        seconds, window = r["x"].shape[1] / r["fs"], self.num_samples / self.sampling_rate
+        if seconds < 0.9 * window:
+            out.append(QualityFlag("shorter_than_window", None, seconds,
+                                   f"{where}the record is {seconds:.3g} s long, the model's window {window:g} s: "
+                                   f"{1 - seconds / window:.0%} of it is zero padding; outputs are less reliable"))
+        return out
 
     def pad(self, processed_features, padding=True, max_length=None, return_tensors=None, **kwargs) -> BatchFeature:
         """Pad `(leads, samples)` arrays along the LAST axis (the base class assumes time-first) to `max_length`

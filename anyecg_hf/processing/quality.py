@@ -1,8 +1,11 @@
 """Signal-quality flags reported beside predictions: flat, NaN-filled, saturated and very noisy leads, limb leads
 that contradict Einthoven's law, and a likely left/right-arm electrode reversal.
 
-Flags are warnings, never errors: a flagged ECG is still processed (the feature extractor masks flat and NaN-filled
-leads). Thresholds were set on the 50 CinC 2021 records in `tests/assets/data/cinc2021` (see `docs/processing.md`): the
+Flags are warnings, never errors: a flagged ECG is still processed. A lead flagged `flat` or `nan_filled` is exactly
+a lead the feature extractor masks (same thresholds, same comparisons: `AnyECGFeatureExtractor.check_quality`
+passes its own `flat_threshold` / `nan_lead_fraction`). Record-level doubts from the readers' plausibility gate
+(`anyecg_hf.io.plausibility`: microvolts read as millivolts, amplitudes over 50 mV, every lead under 20 uV, rates
+under 100 Hz, under 1 s) are flags too; rates outside 50 Hz-20 kHz are refused (`ValueError`). Thresholds were set on the 50 CinC 2021 records in `tests/assets/data/cinc2021` (see `docs/processing.md`): the
 clean records get no flag, the two records with a zeroed lead get `flat`.
 """
 
@@ -14,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal as sps
 
+from ..io.plausibility import ImplausibleECG, assess
 from ..leads import canonical_lead_names
 from . import filters
 
@@ -30,8 +34,10 @@ class QualityFlag:
     """One signal-quality warning.
 
     Args:
-        kind: `"flat"`, `"nan_filled"`, `"nan_gaps"`, `"saturated"`, `"noisy"`, `"limb_leads_inconsistent"` or
-            `"limb_lead_reversal"`.
+        kind: `"flat"`, `"nan_filled"`, `"nan_gaps"`, `"saturated"`, `"noisy"`, `"limb_leads_inconsistent"`,
+            `"limb_lead_reversal"`, a plausibility code (`"units_microvolts"`, `"amplitude_high"`,
+            `"amplitude_low"`, `"low_rate"`, `"short"`, `"no_finite_samples"`) or, from the feature extractor,
+            `"missing_leads"` / `"shorter_than_window"`.
         lead: the lead concerned (`None` for record-level flags).
         value: the measured quantity the threshold was applied to.
         message: a human-readable sentence.
@@ -61,6 +67,8 @@ def signal_quality(
     lead_names,
     units_to_mv: float = 1.0,
     record_id: str | None = None,
+    flat_threshold: float = FLAT_PTP_MV,
+    nan_fraction: float = NAN_FILLED_FRACTION,
 ) -> list[QualityFlag]:
     """Check one ECG and return its quality flags (an empty list for a clean recording).
 
@@ -70,9 +78,11 @@ def signal_quality(
         lead_names: one name per row (any alias `anyecg_hf.leads.canonical_lead_name` accepts).
         units_to_mv: factor to millivolts (1 for mV, 1e-3 for uV).
         record_id: used in messages.
+        flat_threshold: peak-to-peak (mV) at or below which a lead is `flat` (the extractor's `flat_threshold`).
+        nan_fraction: NaN fraction above which a lead is `nan_filled` (the extractor's `nan_lead_fraction`).
 
-    Checks, per lead: NaN fraction (`nan_filled` above 50 %, `nan_gaps` otherwise); `flat` when the peak-to-peak
-    amplitude is below 10 uV; `saturated` when >= 2 % of samples sit exactly on the lead's maximum or minimum
+    Checks, per lead: NaN fraction (`nan_filled` above 50 % or all NaN, `nan_gaps` otherwise); `flat` when the
+    peak-to-peak amplitude is at most 10 uV; `saturated` when >= 2 % of samples sit exactly on the lead's maximum or minimum
     (clipping); `noisy` when the rms above 40 Hz is at least the rms in the 0.67-40 Hz ECG band. Across limb leads,
     when I, II and III (or aVR/aVL/aVF) are all usable: `limb_leads_inconsistent` when Einthoven's relations
     (III = II - I, aVR = -(I + II)/2, aVL = I - II/2, aVF = II - I/2) leave a residual above 20 % (mislabelled or
@@ -84,6 +94,10 @@ def signal_quality(
     if x.ndim != 2 or x.shape[0] != len(names):
         raise ValueError(f"{record_id or 'record'}: signal shape {x.shape} does not match {len(names)} lead names")
     where = f"{record_id}: " if record_id else ""
+    try:
+        doubts = assess(x, sampling_rate)  # refuses rates outside 50 Hz-20 kHz (the filters below fail or lie)
+    except ImplausibleECG as err:
+        raise ValueError(f"{where}{err}") from None
     n = x.shape[1]
     # per-lead statistics for all leads at once (one pass for NaN count and finite min / max)
     n_bad, lo, hi = filters.row_stats(x)
@@ -93,7 +107,9 @@ def signal_quality(
         ptp = np.where(n_finite > 0, hi - lo, 0.0)
         sat = filters.rail_counts(x, lo, hi) / n_finite  # NaN never equals a rail
     v = np.where(np.isfinite(x), x, 0.0) if n_bad.any() else x
-    usable = np.flatnonzero((nan_frac < NAN_FILLED_FRACTION) & (ptp >= FLAT_PTP_MV))
+    nan_filled = (nan_frac > nan_fraction) | (nan_frac >= 1.0)
+    flat = ~nan_filled & (ptp <= flat_threshold)
+    usable = np.flatnonzero(~nan_filled & ~flat)
     band, noise = {}, {}
     sos_band, pad_band = _design(sampling_rate, "bandpass")
     if len(usable) and n > max(30, pad_band):
@@ -109,14 +125,14 @@ def signal_quality(
             band_sq = np.einsum("ij,ij->i", filtered, filtered, dtype=np.float64)
             ratio = np.sqrt(hf_sq / n) / (np.sqrt(band_sq / n) + 1e-12)
             noise = dict(zip(usable.tolist(), ratio.tolist()))
-    flags: list[QualityFlag] = []
+    flags: list[QualityFlag] = [QualityFlag(d["code"], None, d["value"], f"{where}{d['message']}") for d in doubts]
     for k, name in enumerate(names):
-        if nan_frac[k] >= NAN_FILLED_FRACTION:
+        if nan_filled[k]:
             flags.append(QualityFlag("nan_filled", name, float(nan_frac[k]), f"{where}lead {name} is {nan_frac[k]:.0%} NaN"))
             continue
         if nan_frac[k] > 0:
             flags.append(QualityFlag("nan_gaps", name, float(nan_frac[k]), f"{where}lead {name} has NaN gaps ({nan_frac[k]:.1%})"))
-        if ptp[k] < FLAT_PTP_MV:
+        if flat[k]:
             flags.append(QualityFlag("flat", name, float(ptp[k]), f"{where}lead {name} is flat (peak-to-peak {ptp[k] * 1000:.2g} uV)"))
             continue
         if sat[k] >= SATURATED_FRACTION:

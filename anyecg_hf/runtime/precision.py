@@ -31,7 +31,7 @@ import torch
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 _ALIASES = {
-    "fp32": "fp32", "float32": "fp32", "float": "fp32", "32": "fp32",
+    "fp32": "fp32", "float32": "fp32", "float": "fp32", "32": "fp32", "no": "fp32",
     "bf16": "bf16", "bfloat16": "bf16",
     "fp16": "fp16", "float16": "fp16", "half": "fp16", "16": "fp16",
     "auto": "auto",
@@ -182,7 +182,10 @@ def precision_from_args(args: argparse.Namespace) -> str:
     return precision or getattr(args, "_precision_default", "fp32")
 
 
-def accelerate_mixed_precision(precision, device="cpu") -> str:
-    """Accelerate's `mixed_precision` value (`"no"`, `"bf16"`, `"fp16"`) for `precision` on `device`, resolved
-    by the same rules (training recipes: bf16 on GPUs and on CPUs with native bf16)."""
+def accelerate_mixed_precision(precision, device=None) -> str:
+    """Accelerate's `mixed_precision` value (`"no"`, `"bf16"`, `"fp16"`) for `precision` (`"no"` = fp32, `"auto"`,
+    ...) on `device` (default: CUDA when available, else CPU), by the same rules: a recipe's `mixed_precision: auto`
+    trains in bf16 on GPUs from Ampere on and on CPUs with native bf16, in fp32 elsewhere."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     return {None: "no", torch.bfloat16: "bf16", torch.float16: "fp16"}[resolve_precision(precision, device)]

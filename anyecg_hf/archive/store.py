@@ -31,6 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..files import atomic_path
+
 ERRORS_DIR = "_errors"
 SUCCESS_FILE = "_SUCCESS"
 PLAN_FILE = "_plan.parquet"
@@ -93,27 +95,13 @@ def clean_temporaries(out_dir) -> int:
 
 def atomic_write_table(table: pa.Table, path: str, compression: str = "zstd") -> None:
     """Write `table` to `path` so that `path` either does not exist or is complete: temp file, fsync, rename."""
-    folder, name = os.path.split(path)
-    os.makedirs(folder or ".", exist_ok=True)
-    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression=compression)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def atomic_write_text(text: str, path: str) -> None:
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder or ".", f".{name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def path_hashes(paths) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""Run a model over a dataset split and evaluate it with `anyecg_hf.evaluation` (used by the recipes' periodic
-evaluation and by `anyecg evaluate`).
+"""Dataset evaluation predictions: run a model over a dataset split (through the prediction core's named outputs and
+window aggregation) and evaluate it with `anyecg_hf.evaluation` (the recipes' periodic evaluation, `anyecg
+evaluate`).
 
 The model's conditions are matched to the dataset's by id, then by (code system, code), then by name; model
 conditions absent from the dataset are reported as undefined (their labels are masked), never scored against zeros.
@@ -14,10 +15,12 @@ import numpy as np
 import torch
 
 from ..modeling.label_space import LabelSpace
+from ..prediction import MODEL_INPUT_KEYS, aggregate_windows
 
 logger = logging.getLogger(__name__)
 
-MODEL_INPUTS = ("input_values", "lead_mask", "sample_mask")
+# the model's named outputs under the names of this module's results (`diagnosis_probs` predates them)
+_PRED_NAMES = {"probabilities": "diagnosis_probs"}
 TARGET_KEYS = ("labels", "label_mask", "event_times", "events", "at_risk_mask", "regression_targets", "regression_mask")
 
 
@@ -55,14 +58,6 @@ def remap_columns(values: np.ndarray | None, mask: np.ndarray | None, index: np.
     return out, out_mask
 
 
-def _aggregate(t: torch.Tensor, owners: torch.Tensor, n: int) -> torch.Tensor:
-    """Mean of the window rows of each record."""
-    out = torch.zeros((n,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
-    out.index_add_(0, owners, t)
-    counts = torch.bincount(owners, minlength=n).to(t.dtype).clamp(min=1)
-    return out / counts.view(-1, *([1] * (t.dim() - 1)))
-
-
 @torch.no_grad()
 def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool = True, progress: bool = False) -> dict:
     """Run `model` (eval mode) over `dataloader` (batches from `ECGDataCollator`) and gather, in dataset order:
@@ -73,7 +68,6 @@ def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool 
     averaged. With an `accelerator`, results are gathered from every process (`gather_for_metrics`).
     """
     unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
-    has_classifier = hasattr(unwrapped, "classifier")
     was_training = model.training
     model.eval()
     got: dict[str, list] = {}
@@ -87,7 +81,7 @@ def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool 
             iterator = tqdm(dataloader, desc="evaluating", disable=accelerator is not None and not accelerator.is_local_main_process)
         for batch in iterator:
             owners = batch.pop("window_to_record", None)
-            inputs = {k: batch[k].to(device) for k in MODEL_INPUTS if k in batch}
+            inputs = {k: batch[k].to(device) for k in MODEL_INPUT_KEYS if k in batch}
             targets = {k: batch[k].to(device) for k in TARGET_KEYS if k in batch and isinstance(batch[k], torch.Tensor)}
             kwargs = dict(inputs)
             if compute_loss:
@@ -95,19 +89,14 @@ def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool 
             out = model(**kwargs)
             if compute_loss and getattr(out, "loss", None) is not None:
                 losses.append(out.loss.detach().float().reshape(1))
-            preds = {}
-            if has_classifier:
-                logits = getattr(out, "diagnosis_logits", None)
-                logits = out.logits if logits is None else logits
-                preds["diagnosis_probs"] = torch.sigmoid(logits.float())
-            for key in ("risk_scores", "cumulative_incidence", "regression_outputs"):
-                value = getattr(out, key, None)
-                if value is not None:
-                    preds[key] = value.float()
+            named = unwrapped.named_outputs(out)
+            preds = {_PRED_NAMES.get(k, k): v for k, v in named.items() if v is not None}
             if owners is not None:
                 owners = owners.to(device)
                 n = int(owners.max()) + 1
-                preds = {k: _aggregate(v, owners, n) for k, v in preds.items()}
+                index = owners.cpu().numpy()
+                preds = {k: torch.from_numpy(aggregate_windows(v.cpu().numpy(), index, num_records=n).astype(np.float32)).to(device)
+                         for k, v in preds.items()}
                 first = torch.full((n,), -1, dtype=torch.long, device=device)
                 first.scatter_reduce_(0, owners, torch.arange(len(owners), device=device), reduce="amin", include_self=False)
                 targets = {k: v[first] for k, v in targets.items()}
@@ -133,11 +122,12 @@ def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool 
 def _loss_targets(model, targets: dict) -> dict:
     """The targets this model's forward takes (a risk-only model gets no diagnosis labels, ...)."""
     keep = {}
-    if hasattr(model, "classifier") and "labels" in targets:
+    heads = model.heads
+    if heads["diagnosis"] and "labels" in targets:
         keep["labels"], keep["label_mask"] = targets["labels"], targets.get("label_mask")
-    if getattr(model, "risk_head", None) is not None and "event_times" in targets:
+    if heads["risk"] and "event_times" in targets:
         keep.update(event_times=targets["event_times"], events=targets["events"], at_risk_mask=targets.get("at_risk_mask"))
-    if getattr(model, "regression_head", None) is not None and "regression_targets" in targets:
+    if heads["regression"] and "regression_targets" in targets:
         keep.update(regression_targets=targets["regression_targets"], regression_mask=targets.get("regression_mask"))
     return {k: v for k, v in keep.items() if v is not None}
 

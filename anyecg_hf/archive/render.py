@@ -2,7 +2,7 @@
 
 The engine always writes Parquet parts (that is what makes a job shardable and resumable); a CSV/JSON output is
 the last step, so `profile.csv` is the same whatever number of processes produced it. Profiles are rebuilt from
-the stored per-record outputs with `anyecg_hf.pipelines.outputs.profile_records` / `profile_rows`, the functions
+the stored per-record outputs with `anyecg_hf.prediction.profile_records` / `profile_rows`, the functions
 the `ecg-profiling` pipeline uses, so a record gets the same rows from the pipeline, the CLI and the archive engine.
 """
 
@@ -15,23 +15,10 @@ import os
 import numpy as np
 import pyarrow as pa
 
+from ..files import atomic_path
 from . import store
 
 _ROW_BATCH = 1024  # records per rendering step (bounded memory for long CSVs)
-
-
-def _atomic_open(path: str):
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
-    return tmp, open(tmp, "w", encoding="utf-8", newline="")
-
-
-def _finish(tmp: str, f, path: str) -> None:
-    f.flush()
-    os.fsync(f.fileno())
-    f.close()
-    os.replace(tmp, path)
 
 
 def _json_default(x):
@@ -49,7 +36,7 @@ def _nested(values) -> np.ndarray | None:
 
 def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
     """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path`."""
-    from ..pipelines.outputs import profile_records, profile_rows
+    from ..prediction import profile_records, profile_rows
 
     cols = set(table.column_names)
     for batch in table.to_batches(max_chunksize=_ROW_BATCH):
@@ -77,9 +64,8 @@ def embedding_row_dicts(table: pa.Table):
 
 
 def _write_rows(rows, path: str, fmt: str, flatten_embedding: bool = False) -> int:
-    tmp, f = _atomic_open(path)
     n = 0
-    try:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         if fmt == "json":
             f.write("[")
             for row in rows:
@@ -97,12 +83,6 @@ def _write_rows(rows, path: str, fmt: str, flatten_embedding: bool = False) -> i
                     writer.writeheader()
                 writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
                 n += 1
-        _finish(tmp, f, path)
-    except BaseException:
-        f.close()
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return n
 
 

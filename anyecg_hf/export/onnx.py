@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .threads import default_num_threads
+from ..runtime.threads import default_num_threads
 
 METADATA_CONFIG = "anyecg_config"
 METADATA_OUTPUTS = "anyecg_outputs"

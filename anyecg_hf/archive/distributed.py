@@ -16,7 +16,7 @@ from datetime import timedelta
 DEFAULT_TIMEOUT = timedelta(hours=6)
 
 
-def _launched_world_size() -> int:
+def launched_world_size() -> int:
     for key in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
         if os.environ.get(key, "").isdigit():
             return int(os.environ[key])
@@ -81,7 +81,7 @@ def init_distributed(device: str | None = None, timeout: timedelta = DEFAULT_TIM
     """
     import torch
 
-    launched = _launched_world_size()
+    launched = launched_world_size()
     if launched <= 1:
         # One process: no process group, no Accelerate state needed.
         dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -14,7 +14,6 @@ to do, instead of waiting for `hf_hub_download`'s retries.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -25,10 +24,18 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ..files import sha256_file
+
 DEFAULT_MODEL_ID = "PKUDigitalHealth/ECGFounder"
 DEFAULT_FILENAMES = {12: "12_lead_ECGFounder.pth", 1: "1_lead_ECGFounder.pth"}
 # Aliases that select the factory rather than a transformers-format repo.
 _DEFAULT_ALIASES = {None, "", "default", DEFAULT_MODEL_ID, DEFAULT_MODEL_ID.lower()}
+
+
+def is_default_model(model) -> bool:
+    """Whether `model` selects the default ECGFounder model (`None`, `""`, `"default"` or its Hub id, any case)."""
+    return model in _DEFAULT_ALIASES or (isinstance(model, str) and model.lower() in _DEFAULT_ALIASES)
+
 _REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 _SOURCE_FILE = "anyecg_source.json"
 _PROBE_TIMEOUT_S = 3.0  # connectivity probe before any download (env ANYECG_HUB_PROBE_TIMEOUT)
@@ -153,7 +160,7 @@ def resolve_model(model=None, *, revision: str | None = None, leads: int = 12, c
     """
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
-    if model not in _DEFAULT_ALIASES and not (isinstance(model, str) and model.lower() in _DEFAULT_ALIASES):
+    if not is_default_model(model):
         if isinstance(model, str) and os.path.isfile(model) and model.lower().endswith((".pth", ".pt")):
             return str(_convert_local_checkpoint(model, cache_dir=cache_dir, force=force))
         return model
@@ -180,7 +187,8 @@ def resolve_model(model=None, *, revision: str | None = None, leads: int = 12, c
         if not ok:
             raise _unavailable(f"the Hub ({_hub_endpoint()}) cannot be reached ({why})", target, leads, revision)
         try:
-            pth = hf_hub_download(DEFAULT_MODEL_ID, filename, revision=revision)
+            # the endpoint the probe just reached (HF_ENDPOINT read now, not when huggingface_hub was imported)
+            pth = hf_hub_download(DEFAULT_MODEL_ID, filename, revision=revision, endpoint=_hub_endpoint())
         except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
             raise _unavailable(f"downloading failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})",
                                target, leads, revision) from None
@@ -189,16 +197,8 @@ def resolve_model(model=None, *, revision: str | None = None, leads: int = 12, c
     return str(target)
 
 
-def _sha256(path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _convert_local_checkpoint(path: str, cache_dir=None, force: bool = False) -> Path:
-    digest = _sha256(path)
+    digest = sha256_file(path)
     target = Path(cache_dir or default_cache_dir()) / f"converted-{digest[:16]}"
     if force or not is_model_folder(target):
         _convert_into(path, target, source={"checkpoint": os.path.abspath(path), "sha256": digest})
@@ -216,7 +216,7 @@ def _convert_into(pth: str, target: Path, source: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         model.save_pretrained(tmp)
-        (tmp / _SOURCE_FILE).write_text(json.dumps(dict(source, sha256=source.get("sha256") or _sha256(pth)), indent=2))
+        (tmp / _SOURCE_FILE).write_text(json.dumps(dict(source, sha256=source.get("sha256") or sha256_file(pth)), indent=2))
         if target.exists():
             shutil.rmtree(target, ignore_errors=True)
         try:
@@ -243,19 +243,20 @@ def load_model_and_extractor(model=None, device=None, *, revision: str | None = 
         `AnyECGFeatureExtractor.from_model_config(model.config)` when the folder has no `preprocessor_config.json`.
     """
     import torch
-    from transformers import AutoFeatureExtractor, AutoModel, PreTrainedModel
+    from transformers import AutoFeatureExtractor, PreTrainedModel
 
+    from ..modeling.loading import load_checked
     from ..processing import AnyECGFeatureExtractor
 
     if isinstance(model, PreTrainedModel):
         loaded, source = model, getattr(model, "name_or_path", None)
     else:
-        default = model in _DEFAULT_ALIASES or (isinstance(model, str) and model.lower() in _DEFAULT_ALIASES)
+        default = is_default_model(model)
         source = resolve_model(model, revision=revision)
         kwargs = dict(model_kwargs)
         if revision is not None and not default and not os.path.isdir(str(source)):
             kwargs["revision"] = revision
-        loaded = AutoModel.from_pretrained(source, **kwargs)
+        loaded = load_checked(source, **kwargs)  # missing / non-finite tensors refused, one-line errors
     extractor = None
     if source is not None and not isinstance(model, PreTrainedModel):
         try:

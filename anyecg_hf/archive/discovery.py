@@ -23,6 +23,8 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ..io.folders import walk_ecg_files
+
 WFDB_DATA_EXTENSIONS = (".mat", ".dat")
 MANIFEST_COLUMNS = ("path", "record_id", "record", "file", "filename")
 
@@ -62,26 +64,7 @@ def walk_directory(directory, extensions=None) -> Iterator[str]:
         extensions (`str`, `Sequence[str]` or `None`): extensions to keep (`".hea,.xml"` or a list); `"*"` keeps
             every file; `None` keeps what `anyecg_hf.io.read_ecg_dir` reads.
     """
-    from ..io.reader import _candidate  # the readers' own rule for "is this file an ECG"
-
-    exts = _normalize_extensions(extensions)
-    for root, dirs, files in os.walk(os.path.abspath(directory)):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        names = set(files)
-        for name in sorted(files):
-            if name.startswith("."):
-                continue
-            stem, ext = os.path.splitext(name)
-            ext = ext.lower()
-            if ext in WFDB_DATA_EXTENSIONS and any(stem + h in names for h in (".hea", ".HEA")):
-                continue  # the record's input is its header
-            path = os.path.join(root, name)
-            if exts is None:
-                if not _candidate(Path(path)):
-                    continue
-            elif exts != "*" and ext not in exts:
-                continue
-            yield path
+    return walk_ecg_files(os.path.abspath(directory), extensions=_normalize_extensions(extensions))
 
 
 def read_manifest(manifest, root=None, column: str | None = None) -> list[str]:

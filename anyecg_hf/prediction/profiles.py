@@ -1,6 +1,6 @@
-"""Turning model outputs into health profiles, and profiles into table rows.
+"""Turning a record's (window-aggregated) named outputs into a health profile, and profiles into table rows.
 
-Shared by the `ecg-profiling` pipeline, `anyecg profile` and the archive-scale engine, so that one record gives the
+Shared by the `ecg-profiling` pipeline and the CSV/JSON output of `anyecg profile`, so that one record gives the
 same profile whichever path produced it.
 
 A profile (one record)::
@@ -18,58 +18,12 @@ import math
 
 import numpy as np
 
-__all__ = ["aggregate_windows", "horizon_key", "profile_records", "profile_rows", "PROFILE_ROW_COLUMNS"]
+__all__ = ["horizon_key", "profile_records", "profile_rows", "PROFILE_ROW_COLUMNS"]
 
 # Columns of `profile_rows` before the per-horizon risk columns (`risk_1y`, `risk_5y`, ...).
 PROFILE_ROW_COLUMNS = (
     "record", "kind", "rank", "id", "label", "code_system", "code", "score", "threshold", "positive", "risk_score",
 )
-
-
-def aggregate_windows(values, window_to_record, how: str = "mean", num_records: int | None = None) -> np.ndarray:
-    """Combine per-window outputs into one row per record.
-
-    Args:
-        values (array-like of shape `(n_windows, ...)`): per-window outputs (probabilities, incidences, embeddings).
-            Aggregate probabilities, not logits: the mean of probabilities is what a reader of the profile expects.
-        window_to_record (array-like of int, shape `(n_windows,)`): record index of each window (what the feature
-            extractor returns for long records).
-        how (`str`): `"mean"` (average over a record's windows) or `"max"` (the most abnormal window, e.g. for a
-            paroxysmal arrhythmia in a Holter recording).
-        num_records (`int`, *optional*): number of records; default `max(window_to_record) + 1`. Records without
-            windows get NaN.
-
-    Returns:
-        `np.ndarray` of shape `(num_records, ...)`, `float64` for `"mean"`, the input dtype for `"max"`. NaN in a
-        window propagates to its record (never silently dropped).
-    """
-    if how not in ("mean", "max"):
-        raise ValueError(f"how must be 'mean' or 'max', got {how!r}.")
-    values = np.asarray(values)
-    index = np.asarray(window_to_record).astype(np.int64).reshape(-1)
-    if values.shape[0] != index.shape[0]:
-        raise ValueError(f"{values.shape[0]} windows of values but {index.shape[0]} entries in window_to_record.")
-    if index.size and index.min() < 0:
-        raise ValueError("window_to_record has negative record indices.")
-    n = int(num_records if num_records is not None else (index.max() + 1 if index.size else 0))
-    if index.size and index.max() >= n:
-        raise ValueError(f"window_to_record refers to record {index.max()} but num_records={n}.")
-    tail = values.shape[1:]
-    counts = np.bincount(index, minlength=n)
-    if how == "mean":
-        out = np.zeros((n, *tail), dtype=np.float64)
-        np.add.at(out, index, values.astype(np.float64))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out /= counts.reshape((n,) + (1,) * len(tail))
-        return out
-    dtype = values.dtype if np.issubdtype(values.dtype, np.floating) else np.float64
-    out = np.full((n, *tail), -np.inf, dtype=dtype)
-    np.maximum.at(out, index, values.astype(dtype))
-    nan_rows = np.zeros((n, *tail), dtype=bool)
-    np.logical_or.at(nan_rows, index, np.isnan(values))
-    out[nan_rows] = np.nan
-    out[counts == 0] = np.nan
-    return out
 
 
 def horizon_key(h: float):

@@ -1,8 +1,8 @@
 """Reading + preprocessing in DataLoader worker processes, so that files are read while the model runs.
 
-`ECGFileDataset[i]` reads one input with `anyecg_hf.io.read_ecg` and preprocesses it with the model's
-`AnyECGFeatureExtractor`; a file that cannot be read or preprocessed becomes an error item (path, error class,
-message) instead of an exception, so one bad file never stops a job. `collate_items` stacks the windows of a batch
+`ECGFileDataset[i]` reads one input with `anyecg_hf.io.read_ecg` and preprocesses it with the prediction core
+(`anyecg_hf.prediction.prepare_records`); a file that cannot be read or preprocessed becomes an error item (path,
+error class, message) instead of an exception, so one bad file never stops a job. `collate_items` stacks the windows of a batch
 of records for one forward pass and keeps `window_to_record` apart (it is bookkeeping, never a model input).
 """
 
@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-# Tensors the feature extractor returns that the model takes.
-MODEL_INPUT_KEYS = ("input_values", "lead_mask", "sample_mask")
+from ..prediction import MODEL_INPUT_KEYS, caught_messages, prepare_records
 
 
 class StringTable:
@@ -115,7 +114,7 @@ class ECGFileDataset(Dataset):
         self.read_kwargs = dict(read_kwargs or {})
         self.quality = quality
         self.gate = gate
-        self.parent_pid = None  # set in each reader process (`runner._worker_init`): who clears and sets the gate
+        self.parent_pid = None  # set in each reader process (`cpu.worker_init`): who clears and sets the gate
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -155,70 +154,27 @@ class ECGFileDataset(Dataset):
                     _warnings.simplefilter("always")
                     record = self._read(path)
                 item.record_id = str(getattr(record, "record_id", None) or item.record_id)
-                item.meta = _record_meta(record, _messages(caught))
+                item.meta = _record_meta(record, caught_messages(caught))
                 records.append((item, record))
             except Exception as err:  # noqa: BLE001 -- one bad input is recorded, never raised
                 item.error = (type(err).__name__, str(err) or repr(err))
         if records:
-            self._wait_for_gate()
-            try:
-                self._preprocess(records)
-            except Exception:  # noqa: BLE001 -- find the culprit(s) record by record
-                for pair in records:
-                    try:
-                        self._preprocess([pair])
-                    except Exception as err:  # noqa: BLE001
-                        pair[0].inputs = {}
-                        pair[0].error = (type(err).__name__, str(err) or repr(err))
+            prepared = prepare_records([rec for _, rec in records], self.feature_extractor, quality=self.quality,
+                                       on_error="record", before_stage=self._wait_for_gate)
+            for (item, _), prep in zip(records, prepared):
+                if prep.error is not None:
+                    item.error = prep.error
+                    continue
+                item.inputs = prep.inputs
+                warns = item.meta["warnings"]  # the reader's notes first
+                warns += [m for m in prep.warnings if m not in warns]
+                item.meta["n_windows"] = prep.num_windows
         return items
 
     def _read(self, path: str):
         from ..io import read_ecg
 
         return read_ecg(path, **self.read_kwargs)
-
-    def _preprocess(self, pairs) -> None:
-        records = [rec for _, rec in pairs]
-        with _warnings.catch_warnings(record=True) as caught:
-            _warnings.simplefilter("always")
-            feats = self.feature_extractor(records, return_tensors="np", return_window_index=True)
-        messages = _messages(caught)
-        owner = np.asarray(feats["window_to_record"])
-        values = np.asarray(feats["input_values"])
-        if not np.isfinite(values).all():
-            bad = sorted(set(owner[~np.isfinite(values).reshape(len(values), -1).all(axis=1)].tolist()))
-            raise ValueError(f"{pairs[bad[0]][0].path}: preprocessing produced non-finite values")
-        flags = [[] for _ in records]
-        if self.quality and hasattr(self.feature_extractor, "check_quality"):
-            self._wait_for_gate()
-            flags = self.feature_extractor.check_quality(records)
-        for j, (item, _) in enumerate(pairs):
-            sel = np.flatnonzero(owner == j)
-            if sel.size == 0:
-                raise ValueError(f"{item.path}: the feature extractor returned no window for this record")
-            a, b = int(sel[0]), int(sel[-1]) + 1  # windows of a record are contiguous
-            item.inputs = {k: np.asarray(feats[k])[a:b] for k in MODEL_INPUT_KEYS if feats.get(k) is not None}
-            prefix = f"{item.record_id}: "
-            warns = item.meta["warnings"]
-            for m in [str(f) for f in flags[j]] + messages:  # quality flags first, as in the pipelines
-                if m.startswith(prefix):  # the row names its record already (as in the pipelines' warnings)
-                    m = m[len(prefix):]
-                elif len(pairs) > 1:
-                    continue  # another record's message
-                if m not in warns:
-                    warns.append(m)
-            item.meta["n_windows"] = b - a
-
-
-def _messages(caught) -> list[str]:
-    out = []
-    for w in caught:
-        if issubclass(w.category, (DeprecationWarning, FutureWarning)):
-            continue
-        msg = str(w.message)
-        if msg not in out:
-            out.append(msg)
-    return out
 
 
 def _record_meta(record, warnings: list) -> dict:

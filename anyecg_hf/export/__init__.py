@@ -1,0 +1,21 @@
+"""Exporting a model for other runtimes: ONNX (`export_onnx`, `anyecg export-onnx`) and `OnnxECGModel`, which runs
+the exported file on ONNX Runtime and returns the PyTorch model's output class (the pipelines' `onnx_model=`).
+
+ONNX pieces need the `onnx` extra (`pip install 'anyecg_hf[onnx]'`) and are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {"export_onnx": ".onnx", "OnnxECGModel": ".onnx", "ONNXExportError": ".onnx", "min_export_samples": ".onnx"}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
