@@ -24,8 +24,7 @@ _RECIPE = ("accelerate launch recipes/finetune_diagnosis.py --config recipes/con
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("benchmark", help="reproduce a public benchmark table (PTB-XL, six tasks)",
-                              description="Reproduce a public benchmark table. Available: ptbxl.")
+    p = subparsers.add_parser("benchmark", description="Reproduce a public benchmark table. Available: ptbxl.")
     sub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     q = sub.add_parser(
         "ptbxl", help="PTB-XL benchmark (Strodthoff et al. 2020): macro AUROC on fold 10 for the six tasks",
