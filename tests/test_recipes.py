@@ -28,9 +28,7 @@ STACH = "427084000"
 
 
 def _recipe(name: str):
-    """Import a recipe script as a module (they import their sibling `common`)."""
-    if str(RECIPES) not in sys.path:
-        sys.path.insert(0, str(RECIPES))
+    """Import a recipe script as a module."""
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"finetune_{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -92,14 +90,14 @@ def _config(dataset, out, **training):
 
 def _run(name, cfg):
     recipe = _recipe(name)
-    import common
+    from anyecg_hf import training as common
 
     path = Path(cfg["training"]["output_dir"]).parent / f"{Path(cfg['training']['output_dir']).name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = common.run(common.load_config(path), recipe.TASK)
+        result = recipe.run(common.load_config(path))
     _reset_accelerate()
     return result
 
@@ -275,7 +273,7 @@ def test_shipped_configs_are_valid_and_bad_keys_are_rejected(tmp_path):
     from accelerate.commands.config.config_args import load_config_from_file
 
     _recipe("diagnosis")
-    import common
+    from anyecg_hf import training as common
 
     for name in ("diagnosis", "risk", "profiling", "tiny_cpu"):
         cfg = common.load_config(RECIPES / "configs" / f"{name}.yaml", ["training.max_steps=7", "data.dataset=/x"])
@@ -297,7 +295,7 @@ def test_shipped_configs_are_valid_and_bad_keys_are_rejected(tmp_path):
 
 def test_parameter_groups_llrd_and_linear_probe():
     _recipe("diagnosis")
-    import common
+    from anyecg_hf import training as common
 
     from anyecg_hf.modeling import AnyECGForDiagnosis
     from anyecg_hf.testing import tiny_config
@@ -323,11 +321,11 @@ def test_parameter_groups_llrd_and_linear_probe():
 def test_init_from_ecgfounder_and_from_a_saved_model(ecgfounder_pth_12, diagnosis_run):
     """The backbone comes over whole; head rows are copied for conditions the source knows (by id or name)."""
     _recipe("profiling")
-    import common
+    from anyecg_hf import training as common
 
     from anyecg_hf.modeling import AnyECGForDiagnosis, LabelSpace
 
-    task = _recipe("profiling").TASK
+    task = _recipe("profiling").MODEL_CLASS
     space = LabelSpace([{"id": "AF", "name": "atrial fibrillation"}, {"id": "SB", "name": "Sinus Bradycardia"},
                         {"id": "NEW", "name": "something ECGFounder never saw"}])
     cfg = {"model": {**common.DEFAULTS["model"], "init": "ecgfounder", "name_or_path": str(ecgfounder_pth_12)}}
