@@ -34,7 +34,7 @@ class CrosswalkMatch:
 
     @property
     def pairs(self) -> list:
-        return [(m.data_index, k, m.how if m.how != "crosswalk" else f"crosswalk:{m.tier}")
+        return [(m.data_index, k, f"{m.how}:{m.tier}" if "crosswalk" in m.how else m.how)
                 for k, m in enumerate(self.matched)]
 
     @property
@@ -81,24 +81,43 @@ class CrosswalkMatch:
             "unmatched_dataset": [m.id for m in self.unmatched],
         }
 
+    def derive(self, probs):
+        """The model's (n, labels) probabilities -> one column per matched dataset condition (max or mean of its
+        labels); a `collect_predictions` dict gets its `diagnosis_probs` replaced (`None` stays `None`)."""
+        if probs is None:
+            return None
+        if isinstance(probs, dict):
+            if "diagnosis_probs" not in probs:
+                return probs
+            return {**probs, "diagnosis_probs": self.derive(probs["diagnosis_probs"])}
+        return aggregate_probabilities(probs, self.matched, self.aggregate)
+
     def model_card_line(self) -> str:
         return (f"Dataset conditions were matched to the model's labels through the crosswalk `{self.label_map}` "
                 f"(version {self.version}; tiers {', '.join(IMPLIED_TIERS)}), several labels combined by "
                 f"{self.aggregate}; {len(self.matched)} of {len(self.data_space)} conditions matched.")
 
 
-def crosswalk_predictions(probs, model_space, data_space, label_map, aggregate: str = "max", tiers=IMPLIED_TIERS):
-    """`(derived probabilities (n, matched), CrosswalkMatch)` for a crosswalk name, CSV path or table."""
+def crosswalk_match(model_space, data_space, label_map, aggregate: str = "max", tiers=IMPLIED_TIERS) -> CrosswalkMatch:
+    """Match the dataset's conditions to the model's labels through a crosswalk (name, CSV path or table)."""
+    from ..labels import AGGREGATES
+
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"label aggregation must be one of {AGGREGATES}, got {aggregate!r}.")
     table = resolve_crosswalk(label_map)
     matched, unmatched = match_conditions(model_space, data_space, table, tiers=tiers)
-    derived = aggregate_probabilities(probs, matched, aggregate)
     outputs = [SimpleNamespace(id=" | ".join(m.model_labels), name=" | ".join(m.model_labels)) for m in matched]
     used = {i for m in matched for i in m.model_indices}
-    match = CrosswalkMatch(matched=matched, unmatched=unmatched, model_space=outputs, data_space=data_space,
-                           source_space=model_space, label_map=table.attrs.get("name", str(label_map)),
-                           version=str(table.attrs.get("version", "")), aggregate=aggregate,
-                           unmatched_model=[i for i in range(len(model_space)) if i not in used])
-    return derived, match
+    return CrosswalkMatch(matched=matched, unmatched=unmatched, model_space=outputs, data_space=data_space,
+                          source_space=model_space, label_map=table.attrs.get("name", str(label_map)),
+                          version=str(table.attrs.get("version", "")), aggregate=aggregate,
+                          unmatched_model=[i for i in range(len(model_space)) if i not in used])
+
+
+def crosswalk_predictions(probs, model_space, data_space, label_map, aggregate: str = "max", tiers=IMPLIED_TIERS):
+    """`(derived probabilities (n, matched), CrosswalkMatch)` for a crosswalk name, CSV path or table."""
+    match = crosswalk_match(model_space, data_space, label_map, aggregate, tiers)
+    return match.derive(probs), match
 
 
 def complete_table(report, match: CrosswalkMatch) -> None:
