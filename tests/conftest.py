@@ -56,6 +56,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "fuzz_large: the 1,000-files-per-format fuzz (minutes); runs only with `-m fuzz_large` "
         "(a separate step of .ci/run)")
+    config.addinivalue_line(
+        "markers", "floors: also run by .ci/run in a virtualenv with the lowest dependency versions setup.py allows "
+        "(Auto classes, remote code, pipelines, recipes, evaluation)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -203,12 +203,44 @@ def test_cli_rows_equal_the_profiling_pipeline(tiny_model, assets, tmp_path):
     assert len(rows) == len(expected) == 4
     for got, exp in zip(rows, expected):
         assert got.pop("path") in map(str, files)
+        assert got.pop("measurements") is None  # the archive adds the file's measurements; WFDB stores none
         assert got.keys() == exp.keys()
         for k in exp:
             if isinstance(exp[k], float):
                 assert got[k] == pytest.approx(exp[k], abs=1e-6)
             else:
                 assert got[k] == exp[k], k
+
+
+def test_profile_carries_the_carts_measurements(tiny_model, assets, tmp_path):
+    """A CardioSoft file's RestingECGMeasurements reach every CSV row of its record and the Parquet column, as
+    JSON; a WFDB record has none (empty cell / null)."""
+    from anyecg_hf import read_ecg
+    from anyecg_hf.io import write_cardiosoft_xml
+
+    d = tmp_path / "in"
+    d.mkdir()
+    rec = read_ecg(assets / "data" / "cinc2021" / "HR06001.hea")
+    measured = {"heart_rate": 54, "pr_ms": 168, "qrs_ms": 94, "qt_ms": 432, "qtc_ms": 409, "qrs_axis": -12}
+    rec.metadata["measurements"] = measured
+    write_cardiosoft_xml(rec, d / "ukb.xml")
+    for ext in (".hea", ".mat"):
+        shutil.copy(assets / "data" / "cinc2021" / f"E07503{ext}", d / f"E07503{ext}")
+    out = tmp_path / "p.csv"
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(out), "--top-k", "2",
+                     "--workers", "0", "--no-progress"]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and list(rows[0])[-1] == "measurements"
+    by_record = {}
+    for row in rows:
+        by_record.setdefault(row["record"], set()).add(row["measurements"])
+    assert by_record["E07503"] == {""}
+    assert len(by_record["ukb"]) == 1 and json.loads(by_record["ukb"].pop()) == measured
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(tmp_path / "pq"), "--workers", "0",
+                     "--no-progress"]) == 0
+    df = pd.read_parquet(tmp_path / "pq").set_index("record_id")
+    assert json.loads(df.loc["ukb", "measurements"]) == measured and df.loc["E07503", "measurements"] is None
 
 
 @pytest.mark.parametrize("head", ["discrete", "cox"])
@@ -242,6 +274,7 @@ def test_risk_model_rows_equal_the_profiling_pipeline(head, assets, tmp_path):
     assert len(rows) == len(expected) == 2 * (3 + 2)
     for got, exp in zip(rows, expected):
         got.pop("path")
+        assert got.pop("measurements") is None
         assert got.keys() == {str(k) for k in exp}
         for k, v in exp.items():
             if isinstance(v, float):

@@ -283,3 +283,21 @@ def test_app_handler_samples_uploads_and_errors(reporter, assets, tmp_path):
 
     fragment, _ = analyse(reporter, None, None, samples)
     assert "Upload an ECG file" in fragment
+
+
+def test_report_records_the_precision_it_ran_in(report_model, reporter, assets):
+    import warnings
+
+    from anyecg_hf.reporting import ECGReporter
+
+    path = str(assets / "data" / "cinc2021" / "HR06001.hea")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "bf16 emulated" on CPUs without native bfloat16
+        bf16 = ECGReporter.from_pretrained(str(report_model), precision="bf16", top_k=5).report(path)
+    fp32 = reporter.report(path)
+    assert bf16.context["model"]["precision"] == "bf16" and fp32.context["model"]["precision"] == "fp32"
+    assert "Precision bf16" in parse(bf16.html)[1] and {r["precision"] for r in bf16.rows} == {"bf16"}
+    a = np.array([d["score"] for d in fp32.profile["diagnoses"]])
+    b = {d["id"]: d["score"] for d in bf16.profile["diagnoses"]}
+    diff = np.abs(a - np.array([b[d["id"]] for d in fp32.profile["diagnoses"]]))
+    assert 0 < diff.max() < 0.05  # it really ran in bfloat16 (not float32), and agrees to bf16's precision

@@ -128,3 +128,55 @@ def test_validator_rejects_a_broken_bundle():
     broken["entry"][2]["resource"]["valueQuantity"]["value"] = "high"
     with pytest.raises(ValidationError):
         validate_bundle(broken)
+
+
+def test_profile_cli_writes_one_valid_bundle_per_ecg(assets, tmp_path):
+    """`anyecg profile --format fhir`: a bundle per readable ECG, the same probabilities as the CSV output of the
+    same model, the unreadable input listed beside the folder, and the default of 10 reported conditions."""
+    import csv
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from anyecg_hf.testing import write_tiny_report_model
+
+    root = Path(__file__).resolve().parents[1]
+    model = write_tiny_report_model(tmp_path / "tiny")
+    src = tmp_path / "ecgs"
+    src.mkdir()
+    for name in ("E07501", "HR06003"):
+        for ext in (".hea", ".mat"):
+            shutil.copy(assets / "data" / "cinc2021" / f"{name}{ext}", src / f"{name}{ext}")
+    (src / "zz_broken.hea").write_text("not a header\n")
+    env = dict(os.environ, PYTHONPATH=str(root), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "anyecg_hf.cli", "profile", *map(str, args)], env=env, cwd=root,
+                              capture_output=True, text=True, timeout=600)
+
+    out = tmp_path / "fhir"
+    r = cli(src, "--model", model, "--format", "fhir", "--out", out, "--workers", "0", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r2 = cli(src, "--model", model, "--top-k", "10", "--out", tmp_path / "p.csv", "--workers", "0", "--no-progress")
+    assert r2.returncode == 0, r2.stderr
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row["kind"] == "diagnosis"]
+    assert sorted(p.name for p in out.iterdir()) == ["E07501.json", "HR06003.json"]
+    for path in sorted(out.iterdir()):
+        bundle = json.loads(path.read_text())
+        validate_bundle(bundle)
+        obs = _resources(bundle, "Observation")
+        mine = [r for r in rows if r["record"] == path.stem]
+        assert len(obs) == len(mine) == 10
+        assert [o["code"]["text"] for o in obs] == [r["label"] for r in mine]
+        assert [o["valueQuantity"]["value"] for o in obs] == pytest.approx([float(r["score"]) for r in mine], abs=1e-6)
+        assert [o["interpretation"][0]["coding"][0]["code"] for o in obs] == \
+            ["POS" if r["positive"] == "True" else "NEG" for r in mine]
+        (device,) = _resources(bundle, "Device")
+        assert device["deviceName"][0]["name"] == "tiny" and "precision fp32" in device["note"][0]["text"]
+    errors = json.loads((tmp_path / "fhir.errors.json").read_text())
+    assert [os.path.basename(e["path"]) for e in errors] == ["zz_broken.hea"]
+    r = cli(src, "--model", model, "--format", "fhir")
+    assert r.returncode == 2 and "need --out" in r.stderr

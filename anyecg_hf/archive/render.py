@@ -34,9 +34,10 @@ def _nested(values) -> np.ndarray | None:
                       isinstance(values[0], (list, np.ndarray)) else values, dtype=np.float64)
 
 
-def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
-    """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path`."""
-    from ..prediction import profile_records, profile_rows
+def profile_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
+    """Yield `(profile, path)` for each record of `table`: its profile rebuilt with `profile_records`, plus the
+    cart's `measurements` (a dict, from the file) when the record has them."""
+    from ..prediction import profile_records
 
     cols = set(table.column_names)
     for batch in table.to_batches(max_chunksize=_ROW_BATCH):
@@ -48,19 +49,34 @@ def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horiz
                     outputs[key] = _nested(data[key][i])
             profile = profile_records(outputs, config, top_k=top_k, threshold=threshold, horizons=horizons,
                                       record=data["record_id"][i], warnings=data["warnings"][i] or [])
-            for row in profile_rows(profile):
-                out = {"record": row.pop("record"), "path": data["path"][i]}
-                out.update(row)
-                yield out
+            if "measurements" in cols and data["measurements"][i]:
+                profile["measurements"] = json.loads(data["measurements"][i])
+            yield profile, data["path"][i]
+
+
+def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
+    """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path` and the
+    cart's `measurements` (JSON, from the file; empty when it stores none)."""
+    from ..prediction import profile_rows
+
+    for profile, path in profile_dicts(table, config, top_k, threshold, horizons):
+        measured = json.dumps(profile["measurements"]) if profile.get("measurements") else None
+        for row in profile_rows(profile):
+            out = {"record": row.pop("record"), "path": path}
+            out.update(row)
+            out["measurements"] = measured  # always present: the CSV header comes from the first row
+            yield out
 
 
 def embedding_row_dicts(table: pa.Table):
-    """Yield `{"record", "path", "embedding": [...]}` per record."""
+    """Yield `{"record", "path", "embedding": [...], "warnings", "measurements"}` per record."""
+    has_measurements = "measurements" in table.column_names
     for batch in table.to_batches(max_chunksize=_ROW_BATCH):
         data = batch.to_pydict()
         for i in range(batch.num_rows):
             yield {"record": data["record_id"][i], "path": data["path"][i], "embedding": data["embedding"][i],
-                   "warnings": "; ".join(data["warnings"][i] or [])}
+                   "warnings": "; ".join(data["warnings"][i] or []),
+                   "measurements": data["measurements"][i] if has_measurements else None}
 
 
 def _write_rows(rows, path: str, fmt: str, flatten_embedding: bool = False) -> int:
@@ -93,14 +109,23 @@ def errors_path(path: str, fmt: str) -> str:
 
 
 def render(parts_dir: str, path: str, fmt: str, task: str, config=None, top_k=None, threshold=None,
-           horizons=None) -> dict:
+           horizons=None, model_info=None) -> dict:
     """Write the single-file output `path` (`fmt` = `"csv"` or `"json"`) from the parts in `parts_dir`, plus
-    `errors_path(path)` when some inputs failed (a stale one is removed otherwise).
+    `errors_path(path)` when some inputs failed (a stale one is removed otherwise). `fmt="fhir"` writes the folder
+    `path` of FHIR R4 bundles, one per record (`anyecg_hf.reporting.fhir`; `model_info` names the model in them),
+    and lists the failed inputs in `<path>.errors.json`.
 
     Returns:
-        `dict` with `rows` (table rows written), `records`, `errors`, `errors_path`.
+        `dict` with `rows` (table rows written; FHIR: bundles), `records`, `errors`, `errors_path`.
     """
-    if task == "profile":
+    if fmt == "fhir":
+        from ..reporting.fhir import write_fhir_folder
+
+        table = store.read_results(parts_dir)
+        profiles = (p for p, _ in profile_dicts(table, config, top_k, threshold, horizons)) if table.num_rows else ()
+        n = len(write_fhir_folder(profiles, path, model_info))
+        path, fmt = os.path.normpath(path) + ".json", "json"  # where the errors go: beside the folder
+    elif task == "profile":
         columns = None
         table = store.read_results(parts_dir, columns=columns)
         rows = profile_row_dicts(table, config, top_k, threshold, horizons) if table.num_rows else iter(())

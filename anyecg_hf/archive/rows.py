@@ -58,6 +58,7 @@ class RowBuilder:
                 if outputs.get(key) is not None:
                     cols[key] = _fixed_list(outputs[key])
         cols["warnings"] = pa.array([it.meta.get("warnings") or [] for it in items], pa.list_(pa.string()))
+        cols["measurements"] = pa.array([it.meta.get("measurements") for it in items], pa.string())
         cols["model"] = _dict_column(self.model_id, n)
         cols["model_revision"] = _dict_column(self.revision, n)
         cols["preprocessing"] = _dict_column(self.preprocessing, n)

@@ -49,6 +49,8 @@ def run_job(settings: JobSettings) -> JobResult:
         raise JobUsageError(f"task must be one of {TASKS}, got {settings.task!r}")
     if settings.format not in FORMATS:
         raise JobUsageError(f"format must be one of {FORMATS}, got {settings.format!r}")
+    if settings.format == "fhir" and settings.task != "profile":
+        raise JobUsageError("FHIR output is for profiles (diagnoses), not embeddings")
     if settings.windowing not in (None, "sliding", "first", "center"):
         raise JobUsageError(f"windowing must be 'sliding', 'first' or 'center', got {settings.windowing!r}")
     if settings.aggregate not in ("mean", "max"):
@@ -154,8 +156,19 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
             from .render import render
 
             rendered = render(settings.parts_dir, settings.out, settings.format, settings.task, model.config,
-                              settings.top_k, settings.threshold, settings.horizons)
+                              settings.top_k, settings.threshold, settings.horizons, _model_info(settings, model))
             if not settings.keep_parts:
                 shutil.rmtree(settings.parts_dir, ignore_errors=True)
         print_summary(result, settings, rendered, log)
     return result
+
+
+def _model_info(settings: JobSettings, model):
+    """Model id / revision / precision for FHIR output (`None` for the other formats)."""
+    if settings.format != "fhir":
+        return None
+    from ..reporting.context import ModelInfo
+
+    precision = getattr(settings, "precision", None) or {"float32": "fp32", "bfloat16": "bf16",
+                                                         "float16": "fp16"}.get(settings.dtype, settings.dtype)
+    return ModelInfo.from_model(model, settings.model, settings.revision, precision)

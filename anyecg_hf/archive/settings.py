@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 TASKS = ("profile", "embed")
-FORMATS = ("parquet", "csv", "json")
+FORMATS = ("parquet", "csv", "json", "fhir")
 
 
 class JobError(Exception):
@@ -36,8 +36,9 @@ class JobSettings:
     Args:
         task (`str`): `"profile"` (diagnoses, risks; needs a model with a head) or `"embed"` (`pooler_output`).
         inputs (`Sequence[str]`): files and folders.
-        out (`str`): output folder (`format="parquet"`) or file (`"csv"`, `"json"`).
-        format (`str`): `"parquet"`, `"csv"` or `"json"`.
+        out (`str`): output folder (`format="parquet"`, or `"fhir"`: one FHIR R4 bundle per record) or file (`"csv"`,
+            `"json"`).
+        format (`str`): `"parquet"`, `"csv"`, `"json"` or `"fhir"` (profiles only; `anyecg_hf.reporting.fhir`).
         manifest, manifest_root, manifest_column, extensions: see `discover_inputs`.
         model (`str`, *optional*): model folder / Hub id / ECGFounder `.pth`; `None` = the default model.
         revision (`str`, *optional*): Hub revision.
@@ -53,7 +54,7 @@ class JobSettings:
         aggregate (`str`): `"mean"` or `"max"` over a record's windows.
         windowing (`str`, *optional*): how records longer than the model's input are cut (`"sliding"`: windows over
             the whole record, as the pipelines do; `"first"`, `"center"`; `None`: the extractor's saved setting).
-        top_k, threshold, horizons: CSV/JSON rendering of profiles (`profile_records`); `threshold` also decides
+        top_k, threshold, horizons: CSV/JSON/FHIR rendering of profiles (`profile_records`); `threshold` also decides
             the `positive` column of Parquet rows.
         read_kwargs (`dict`): passed to `read_ecg` (`format`, `sampling_rate`, `lead_names`, `units`).
         quality (`bool`): signal-quality flags in the `warnings` column.

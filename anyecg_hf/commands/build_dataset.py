@@ -17,6 +17,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--records", required=True, help="folder of ECG files (any format anyecg reads; searched recursively)")
     p.add_argument("--labels", default=None, help="label table (.csv/.tsv/.parquet); optional with --layout cinc")
+    p.add_argument("--targets", default=None,
+                   help="targets folder of `anyecg build-targets` (EHR phecode targets, kept sparse: batches are "
+                   "expanded on the fly); instead of --labels")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--layout", choices=("table", "cinc", "ptbxl"), default="table",
                    help="'table' (default), 'cinc' (CinC 2020/2021: labels from the headers' # Dx codes) or 'ptbxl' "
@@ -82,9 +85,9 @@ def _from_statements(args, split, common):
     from ..data import build_ecg_dataset
     from ..data.statements import statement_label_table
 
-    if args.labels or args.layout != "table" or args.label_space:
-        raise ValueError("--labels-from statements takes the labels from the files; drop --labels, --layout and "
-                         "--label-space (choose the labels with --statement-target).")
+    if args.labels or args.layout != "table" or args.label_space or getattr(args, "targets", None):
+        raise ValueError("--labels-from statements takes the labels from the files; drop --labels, --targets, "
+                         "--layout and --label-space (choose the labels with --statement-target).")
     table, label_space, listing, coverage = statement_label_table(
         args.records, target=args.statement_target, include_serial=args.include_serial)
     ds, report = build_ecg_dataset(args.records, table, label_space, split=split, seed=args.seed, **common)
@@ -106,6 +109,12 @@ def run(args) -> int:
             label_space = LabelSpace.load(args.label_space) if args.label_space else None
         if args.labels_from == "statements":
             ds, report, statements = _from_statements(args, split, common)
+        elif args.targets:
+            if args.labels or args.layout != "table":
+                raise ValueError("--targets replaces --labels (and needs --layout table).")
+            from ..ehr.dataset import build_ehr_dataset
+
+            ds, report = build_ehr_dataset(args.records, args.targets, split=split, seed=args.seed, **common)
         elif args.layout == "cinc":
             if args.labels:
                 raise ValueError("--layout cinc takes its labels from the headers; drop --labels or use --layout table.")

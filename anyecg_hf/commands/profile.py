@@ -88,8 +88,10 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
     o.add_argument("--out", metavar="OUT",
                    help=f"a .csv/.json file (one row per record{' and condition' if task == 'profile' else ''}) or "
                    f"a folder of Parquet shards (one row per record); default: CSV on {default_out}")
-    o.add_argument("--format", choices=("csv", "json", "parquet"),
-                   help="output format (default: from --out: .csv, .json, else a Parquet folder)")
+    o.add_argument("--format", choices=("csv", "json", "parquet", "fhir") if task == "profile" else ("csv", "json", "parquet"),
+                   help="output format (default: from --out: .csv, .json, else a Parquet folder)"
+                   + ("; fhir: a folder of FHIR R4 bundles, one per ECG (DiagnosticReport + one Observation per "
+                      "reported condition, SNOMED-CT coded where known; --top-k defaults to 10)" if task == "profile" else ""))
     o.add_argument("--resume", action="store_true",
                    help="continue an interrupted run: skip inputs already in OUT's completed shards")
     o.add_argument("--overwrite", action="store_true", help="delete the results of an earlier run in OUT first")
@@ -189,8 +191,10 @@ def run(args, task: str) -> int:
     to_stdout = args.out in (None, "-")
     if args.processes < 1:
         raise CLIError("--processes must be >= 1")
-    if to_stdout and (fmt == "parquet" or args.resume):
-        raise CLIError("Parquet output and --resume need --out")
+    if to_stdout and (fmt in ("parquet", "fhir") or args.resume):
+        raise CLIError("Parquet and FHIR output and --resume need --out")
+    if fmt == "fhir" and getattr(args, "top_k", None) is None:
+        args.top_k = 10  # one Observation per reported condition: the 10 most probable, not all of them
 
     from ..archive import JobError, JobSettings, run_job
     from ..archive.distributed import launched_world_size
