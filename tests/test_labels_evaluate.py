@@ -82,6 +82,7 @@ def test_evaluate_through_snomed_crosswalk(ecgfounder_folder, cinc_scored, tmp_p
     assert checked >= 8
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["label_matching"]["label_map"] == "ecgfounder->snomed"
+    assert np.isfinite(metrics["cinc2021_challenge_score"]) and metrics["cinc2021_challenge_score"] <= 1.0
     assert "crosswalk" in (report / "model_card_section.md").read_text()
 
 
