@@ -12,6 +12,7 @@ import numpy as np
 
 from ..prediction import aggregate_windows, window_outputs
 from . import store
+from .guard import escape_text
 from .cpu import readers_share_cores, worker_context, worker_init
 from .dataset import ECGFileDataset, RampUpBatches, StringTable, collate_items
 from .distributed import DistContext
@@ -118,8 +119,8 @@ def stream_batches(settings, loader, model, device, builder, writer, autocast, b
             agg = {k: aggregate_windows(v, batch.window_to_record, settings.aggregate, num_records=n).astype(np.float32)
                    for k, v in outs.items()}
             rows = builder.build(batch.items, agg)
-        errors = [{"input_index": it.index, "path": it.path, "record_id": it.record_id, "error_class": it.error[0],
-                   "message": it.error[1]} for it in batch.errors]
+        errors = [{"input_index": it.index, "path": escape_text(it.path), "record_id": escape_text(it.record_id),
+                   "error_class": it.error[0], "message": escape_text(it.error[1])} for it in batch.errors]
         writer.add(rows, errors)
         if bar is not None:
             bar.update(len(batch))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from .guard import escape_text
+
 
 def _dict_column(value: str, n: int) -> pa.DictionaryArray:
     """A constant string column that costs one dictionary entry (model id, revision, preprocessing)."""
@@ -39,8 +41,8 @@ class RowBuilder:
         n = len(items)
         cols = {
             "input_index": pa.array([it.index for it in items], pa.int64()),
-            "path": pa.array([it.path for it in items], pa.string()),
-            "record_id": pa.array([it.record_id for it in items], pa.string()),
+            "path": pa.array([escape_text(it.path) for it in items], pa.string()),
+            "record_id": pa.array([escape_text(it.record_id) for it in items], pa.string()),
             "sampling_rate": pa.array([it.meta.get("sampling_rate") for it in items], pa.float32()),
             "duration_s": pa.array([it.meta.get("duration_s") for it in items], pa.float32()),
             "n_leads": pa.array([it.meta.get("n_leads") for it in items], pa.int16()),

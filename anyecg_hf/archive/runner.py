@@ -25,14 +25,25 @@ import threading
 import time
 
 from ..processing import filters
-from . import store
+from . import guard, store
 from .cpu import default_threads, default_workers, preprocessing_threads
 from .distributed import DistContext, init_distributed
 from .loop import stream
 from .model import load_model
 from .planning import job_metadata, plan_job
 from .rows import RowBuilder
-from .settings import FORMATS, TASKS, JobError, JobResult, JobSettings, JobUsageError, ModelLoadError
+from .settings import (
+    FORMATS,
+    TASKS,
+    WRITE_ERRNOS,
+    JobError,
+    JobResult,
+    JobSettings,
+    JobUsageError,
+    ModelLoadError,
+    OutputWriteError,
+    output_write_error,
+)
 from .summary import print_summary
 
 __all__ = ["FORMATS", "TASKS", "JobError", "JobResult", "JobSettings", "JobUsageError", "ModelLoadError", "run_job"]
@@ -70,6 +81,21 @@ def run_job(settings: JobSettings) -> JobResult:
 
 
 def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
+    """`_run_locked`, holding the output folder's lock (`guard.OutputLock`, taken by `plan_job` on rank 0) until
+    the job ends (the kernel releases it if the process dies); a full or read-only output is `OutputWriteError`."""
+    lock = guard.OutputLock(settings.parts_dir) if ctx.is_main else None
+    try:
+        return _run_locked(settings, ctx, lock)
+    except OSError as err:  # inputs that cannot be read are error rows: an OSError here is the output's
+        if err.errno in WRITE_ERRNOS:
+            raise output_write_error(err, settings.parts_dir) from None
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(settings: JobSettings, ctx: DistContext, lock) -> JobResult:
     import torch
 
     log = settings.log or sys.stderr
@@ -105,12 +131,22 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
             status["error"] = ("JobUsageError", f"the model {model_id} ({type(model).__name__}) has no diagnosis or "
                                "risk head: use `anyecg embed` for embeddings, or a model with a head")
     if ctx.is_main and status["error"] is None:
-        attempt(lambda: plan_job(settings, meta))
+        def plan():
+            try:
+                return plan_job(settings, meta, lock)
+            except OSError as err:
+                if err.errno in WRITE_ERRNOS:
+                    raise output_write_error(err, settings.parts_dir) from None
+                raise
+
+        attempt(plan)
     for st in ctx.gather(status):
         if st["error"] is not None:
-            cls = {"ModelLoadError": ModelLoadError, "JobUsageError": JobUsageError}.get(st["error"][0], JobError)
+            cls = {"ModelLoadError": ModelLoadError, "JobUsageError": JobUsageError,
+                   "OutputWriteError": OutputWriteError}.get(st["error"][0], JobError)
             err = cls(st["error"][1])
             err.quiet = not ctx.is_main  # every rank stops with the same error; rank 0 reports it
+            warm.join()  # a native thread still running at exit aborts the interpreter (exit 134)
             raise err
 
     # 3. stream this rank's slice (after the warm-up: reader workers forked from here inherit loaded kernels).

@@ -20,8 +20,14 @@ exit codes (for scripts):
   0    every input was read; or some inputs were unreadable but at least one was processed (the unreadable
        ones are listed at the end and in the errors table: OUT/_errors/ or OUT.errors.csv)
   1    no input could be read (every one failed)
-  2    usage error: bad option, no ECG files found, OUT holds an earlier run (use --resume or --overwrite)
-  3    the model could not be loaded (e.g. the default model is not cached and the machine is offline)
+  2    usage error: bad option, no ECG files found, OUT holds an earlier run (use --resume or --overwrite),
+       OUT is in use by another job (named: pid, host, start time), --resume with settings that differ
+       from the first run's (model, revision, preprocessing, windowing, aggregation, thresholds, units,
+       precision, inputs: each difference named)
+  3    the model could not be loaded (not cached while offline; weights that miss tensors, hold NaN/inf,
+       or cannot be decoded)
+  4    the output cannot be written (disk full, read-only, no permission); rows written so far are kept:
+       make room and rerun with --resume
   130  interrupted (Ctrl-C); rerun with --resume to continue
 """
 
@@ -60,6 +66,9 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
     src.add_argument("--extensions", metavar="EXTS",
                      help="extensions kept when walking folders, e.g. '.hea,.xml' ('*' = every file; default: what "
                      "the readers recognise)")
+    src.add_argument("--follow-links", action="store_true",
+                     help="read links in walked folders that lead outside the folder (a folder of links to a dataset; "
+                     "default: they are not read and are listed in the errors table)")
     src.add_argument("--input-format", metavar="FMT",
                      help="read every input as this format (wfdb, muse, philips, hl7, dicom, scp, edf, csv, npy, npz)")
     src.add_argument("--sampling-rate", type=float, metavar="HZ", help="rate of inputs that do not state it (CSV, .npy)")
@@ -214,7 +223,7 @@ def run(args, task: str) -> int:
         resume=args.resume, overwrite=args.overwrite, retry_errors=args.retry_errors, limit=args.limit,
         aggregate=args.aggregate, windowing=args.windowing, top_k=getattr(args, "top_k", None), threshold=getattr(args, "threshold", None),
         horizons=getattr(args, "horizons", None), read_kwargs=read_kwargs, quality=args.quality, dtype=args.dtype,
-        threads=args.threads, progress=args.progress, keep_parts=args.keep_parts,
+        threads=args.threads, progress=args.progress, keep_parts=args.keep_parts, follow_links=args.follow_links,
     )
     try:
         result = run_job(settings)
