@@ -41,6 +41,7 @@ from anyecg_hf.training import (
     parameter_groups,
     parse_args,
     positive_weights,
+    positive_weights_from_counts,
     predictions_on_train,
     prepare_splits,
     push_to_hub,
@@ -70,7 +71,14 @@ def config_updates(data, cfg) -> dict:
         mask = np.asarray(train["label_mask"], dtype=bool)
         updates["label_space"] = data.label_space
         updates["diagnosis_pos_weight"] = positive_weights(labels, mask, t["class_weighting"], t["max_pos_weight"])
-    if data.risk_label_space is not None and "event_times" in columns:
+    elif data.label_space is not None and "ehr_t0" in columns:  # EHR targets (anyecg build-targets): kept sparse
+        from anyecg_hf.ehr.dataset import label_counts
+
+        t = cfg["training"]
+        pos, neg = label_counts(data.train)
+        updates["label_space"] = data.label_space
+        updates["diagnosis_pos_weight"] = positive_weights_from_counts(pos, neg, t["class_weighting"], t["max_pos_weight"])
+    if data.risk_label_space is not None and ("event_times" in columns or "ehr_t0" in columns):
         updates["risk_label_space"] = data.risk_label_space
     if data.regression_names and "regression_targets" in columns:
         y = np.asarray(train["regression_targets"], dtype=np.float64)

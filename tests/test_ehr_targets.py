@@ -314,3 +314,16 @@ def test_counts_equal_dense_expansion_on_a_random_ehr(ehr, tmp_path):
     assert pos.sum() > 50 and ev.sum() > 20 and (~dense["label_mask"]).sum() > 50  # the data exercise every rule
     for j, c in enumerate(st.label_space.ids):
         assert conds.loc[c, "positives"] == pos[j] and conds.loc[c, "events"] == ev[j], c
+
+
+def test_build_with_the_packaged_phecode12_map(ehr, tmp_path):
+    """The mini-EHR through `--map phecode1.2`: E11.9 counts for 250.2 and its parent 250; 250 (ICD-9) for 250."""
+    pytest.importorskip("pyphewas")
+    summary = build_targets(ehr["ecgs"], ehr["diagnoses"], ehr["follow_up"], tmp_path / "t", phecode_map="phecode1.2",
+                            min_cases=1, threads=1)
+    assert summary["map"]["phecodes"] == 1817 and summary["map"]["sha256"].startswith("ff4e90d3")
+    t = SparseTargets.load(tmp_path / "t").to_frame().set_index("record_id")
+    assert _cell(t, "E2", "250.2") == (1, None) and _cell(t, "E2", "250") == (1, None)
+    assert _cell(t, "E1", "250.2") == (0, ("E", pytest.approx(434 / 365.25)))
+    assert _cell(t, "E3", "250") == (1, None) and _cell(t, "E3", "250.2") == (None, None)  # child excluded by parent
+    assert _cell(t, "E4", "401.1")[0] == 1  # I10 -> essential hypertension (401.1) and its parent

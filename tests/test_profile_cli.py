@@ -203,12 +203,45 @@ def test_cli_rows_equal_the_profiling_pipeline(tiny_model, assets, tmp_path):
     assert len(rows) == len(expected) == 4
     for got, exp in zip(rows, expected):
         assert got.pop("path") in map(str, files)
+        assert got.pop("measurements") is None  # the archive adds the file's measurements; WFDB stores none
+        assert got.pop("precision") == "fp32"  # the default, recorded in every row
         assert got.keys() == exp.keys()
         for k in exp:
             if isinstance(exp[k], float):
                 assert got[k] == pytest.approx(exp[k], abs=1e-6)
             else:
                 assert got[k] == exp[k], k
+
+
+def test_profile_carries_the_carts_measurements(tiny_model, assets, tmp_path):
+    """A CardioSoft file's RestingECGMeasurements reach every CSV row of its record and the Parquet column, as
+    JSON; a WFDB record has none (empty cell / null)."""
+    from anyecg_hf import read_ecg
+    from anyecg_hf.io import write_cardiosoft_xml
+
+    d = tmp_path / "in"
+    d.mkdir()
+    rec = read_ecg(assets / "data" / "cinc2021" / "HR06001.hea")
+    measured = {"heart_rate": 54, "pr_ms": 168, "qrs_ms": 94, "qt_ms": 432, "qtc_ms": 409, "qrs_axis": -12}
+    rec.metadata["measurements"] = measured
+    write_cardiosoft_xml(rec, d / "ukb.xml")
+    for ext in (".hea", ".mat"):
+        shutil.copy(assets / "data" / "cinc2021" / f"E07503{ext}", d / f"E07503{ext}")
+    out = tmp_path / "p.csv"
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(out), "--top-k", "2",
+                     "--workers", "0", "--no-progress"]) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and list(rows[0])[-1] == "measurements"
+    by_record = {}
+    for row in rows:
+        by_record.setdefault(row["record"], set()).add(row["measurements"])
+    assert by_record["E07503"] == {""}
+    assert len(by_record["ukb"]) == 1 and json.loads(by_record["ukb"].pop()) == measured
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(tmp_path / "pq"), "--workers", "0",
+                     "--no-progress"]) == 0
+    df = pd.read_parquet(tmp_path / "pq").set_index("record_id")
+    assert json.loads(df.loc["ukb", "measurements"]) == measured and df.loc["E07503", "measurements"] is None
 
 
 @pytest.mark.parametrize("head", ["discrete", "cox"])
@@ -242,9 +275,43 @@ def test_risk_model_rows_equal_the_profiling_pipeline(head, assets, tmp_path):
     assert len(rows) == len(expected) == 2 * (3 + 2)
     for got, exp in zip(rows, expected):
         got.pop("path")
+        assert got.pop("measurements") is None
+        assert got.pop("precision") == "fp32"
         assert got.keys() == {str(k) for k in exp}
         for k, v in exp.items():
             if isinstance(v, float):
                 assert got[k] == pytest.approx(v, abs=1e-6), k
             else:
                 assert got[k] == v, k
+
+
+def test_precision_is_applied_and_recorded(tiny_model, sample_dir, tmp_path, monkeypatch, capsys):
+    """`--precision bf16` runs under bf16 autocast (scores move, but by < 0.02 on this model) and every row and the
+    manifest say so; the deprecated `--dtype` alias still works; fp16 on a CPU without it is a usage error."""
+    from anyecg_hf.runtime import precision as P
+
+    d, _ = sample_dir
+    runs = {}
+    for name, flag in (("fp32", []), ("bf16", ["--precision", "bf16"]), ("alias", ["--dtype", "bfloat16"])):
+        out = tmp_path / name
+        assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(out), "--workers", "0",
+                         "--no-progress", *flag]) == 0
+        df = pd.read_parquet(out).sort_values("path")
+        runs[name] = (np.stack(df.probabilities), set(df.precision), json.loads((out / "_SUCCESS").read_text()))
+    assert "--dtype is deprecated; use --precision bf16" in capsys.readouterr().err
+    p32, p16, alias = runs["fp32"], runs["bf16"], runs["alias"]
+    assert p32[1] == {"fp32"} and p16[1] == alias[1] == {"bf16"}
+    assert p32[2]["precision"] == "fp32" and p16[2]["precision"] == "bf16"
+    assert 0 < np.abs(p16[0] - p32[0]).max() < 0.02
+    np.testing.assert_array_equal(p16[0], alias[0])
+
+    csv_out = tmp_path / "p.csv"
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(csv_out), "--workers", "0",
+                     "--no-progress", "--precision", "bf16"]) == 0
+    with open(csv_out, newline="") as f:
+        assert {r["precision"] for r in csv.DictReader(f)} == {"bf16"}
+
+    monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(tmp_path / "f16"), "--workers", "0",
+                     "--no-progress", "--precision", "fp16", "--device", "cpu"]) == 2
+    assert "no native float16" in capsys.readouterr().err

@@ -14,6 +14,8 @@ from anyecg_hf import AnyECGForDiagnosis, AnyECGForHealthProfiling, AnyECGForRis
 from anyecg_hf.modeling.survival import breslow_cumulative_hazard, cox_partial_likelihood_loss, discrete_time_nll
 from anyecg_hf.testing import tiny_config
 
+pytestmark = pytest.mark.floors  # also run with the lowest declared dependency versions (.ci/run)
+
 RISK = LabelSpace.from_names(["heart failure", "atrial fibrillation"], name="risk-2")
 
 

@@ -8,6 +8,7 @@ of records for one forward pass and keeps `window_to_record` apart (it is bookke
 
 from __future__ import annotations
 
+import json
 import os
 import warnings as _warnings
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class StringTable:
             pa = None
         if pa is not None and isinstance(strings, (pa.Array, pa.ChunkedArray)):
             arr = strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
-            arr = arr.cast(pa.large_string())
+            arr = arr.cast(pa.large_binary())  # strings, or the plan's os.fsencode()d paths (any bytes)
             if arr.null_count:
                 raise ValueError("paths must not be null")
             _, offsets, data = arr.buffers()
@@ -179,12 +180,15 @@ class ECGFileDataset(Dataset):
 
 def _record_meta(record, warnings: list) -> dict:
     n = record.signal.shape[-1]
+    measured = record.metadata.get("measurements")
     return {
         "sampling_rate": float(record.sampling_rate),
         "duration_s": float(n / record.sampling_rate) if record.sampling_rate else float("nan"),
         "n_leads": int(record.signal.shape[0]),
         "n_windows": 0,
         "warnings": list(warnings),
+        # the cart's interval/axis measurements (io.measurements keys), as JSON; None when the file has none
+        "measurements": json.dumps(measured) if measured else None,
     }
 
 

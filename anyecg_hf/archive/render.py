@@ -35,7 +35,8 @@ def _nested(values) -> np.ndarray | None:
 
 
 def profile_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
-    """Yield `(profile, path)` for each record of `table`: its profile rebuilt with `profile_records`."""
+    """Yield `(profile, path)` for each record of `table`: its profile rebuilt with `profile_records`, plus the
+    cart's `measurements` (a dict, from the file) when the record has them."""
     from ..prediction import profile_records
 
     cols = set(table.column_names)
@@ -46,28 +47,40 @@ def profile_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=
             for key in ("probabilities", "risk_scores", "cumulative_incidence", "regression_outputs"):
                 if key in cols and data[key][i] is not None:
                     outputs[key] = _nested(data[key][i])
-            yield profile_records(outputs, config, top_k=top_k, threshold=threshold, horizons=horizons,
-                                  record=data["record_id"][i], warnings=data["warnings"][i] or []), data["path"][i]
+            profile = profile_records(outputs, config, top_k=top_k, threshold=threshold, horizons=horizons,
+                                      record=data["record_id"][i], warnings=data["warnings"][i] or [])
+            if "measurements" in cols and data["measurements"][i]:
+                profile["measurements"] = json.loads(data["measurements"][i])
+            if "precision" in cols:
+                profile["precision"] = data["precision"][i]
+            yield profile, data["path"][i]
 
 
 def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
-    """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path`."""
+    """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path`, the
+    cart's `measurements` (JSON, from the file; empty when it stores none) and the `precision` the job ran in."""
     from ..prediction import profile_rows
 
     for profile, path in profile_dicts(table, config, top_k, threshold, horizons):
+        measured = json.dumps(profile["measurements"]) if profile.get("measurements") else None
         for row in profile_rows(profile):
             out = {"record": row.pop("record"), "path": path}
             out.update(row)
+            out["precision"] = profile.get("precision")  # always present (None for results of older versions)
+            out["measurements"] = measured  # always present: the CSV header comes from the first row
             yield out
 
 
 def embedding_row_dicts(table: pa.Table):
-    """Yield `{"record", "path", "embedding": [...]}` per record."""
+    """Yield `{"record", "path", "embedding": [...], "warnings", "measurements"}` per record."""
+    has_measurements = "measurements" in table.column_names
     for batch in table.to_batches(max_chunksize=_ROW_BATCH):
         data = batch.to_pydict()
         for i in range(batch.num_rows):
             yield {"record": data["record_id"][i], "path": data["path"][i], "embedding": data["embedding"][i],
-                   "warnings": "; ".join(data["warnings"][i] or [])}
+                   "warnings": "; ".join(data["warnings"][i] or []),
+                   "precision": data["precision"][i] if "precision" in data else None,
+                   "measurements": data["measurements"][i] if has_measurements else None}
 
 
 def _write_rows(rows, path: str, fmt: str, flatten_embedding: bool = False) -> int:

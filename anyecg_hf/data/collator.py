@@ -48,11 +48,14 @@ class ECGDataCollator:
         keep_keys (`tuple`): other columns passed through as Python lists (e.g. `("record_id", "patient_id")` for
             evaluation). Leave empty for training with the `Trainer`.
         train (`bool`): apply augmentations and random windows; evaluation collators use `train=False`.
+        ehr_index (`anyecg_hf.ehr.ConditionIndex`, *optional*): rows built with EHR targets (`ehr_*` columns, see
+            `anyecg_hf.ehr.dataset`) are expanded into `labels` / `label_mask` / `event_times` / `events` /
+            `at_risk_mask` here, per batch (`anyecg_hf.ehr.dataset.condition_index(ds)` reads it from the dataset).
     """
 
     def __init__(self, num_samples: int, num_leads: int | None = None, sampling_rate: float = 500.0, window: str = "start",
                  augmentation: ECGAugmentation | None = None, feature_extractor=None, target_keys=tuple(TARGETS),
-                 keep_keys=(), train: bool = True):
+                 keep_keys=(), train: bool = True, ehr_index=None):
         if window not in WINDOWS:
             raise ValueError(f"window must be one of {WINDOWS}, got {window!r}.")
         self.num_samples = int(num_samples)
@@ -64,6 +67,7 @@ class ECGDataCollator:
         self.target_keys = tuple(target_keys)
         self.keep_keys = tuple(keep_keys)
         self.train = train
+        self.ehr_index = ehr_index
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -143,6 +147,10 @@ class ECGDataCollator:
             "sample_mask": torch.from_numpy(sample_mask),
         }
         take = np.asarray(owners)
+        if self.ehr_index is not None and "ehr_t0" in rows[0]:
+            from ..ehr.dataset import expand_rows
+
+            rows = [{**r, **t} for r, t in zip(rows, _unstack(expand_rows(rows, self.ehr_index)))]
         for key in self.target_keys:
             if key not in rows[0] or rows[0][key] is None:
                 continue
@@ -159,3 +167,8 @@ class ECGDataCollator:
         if self.window == "all" and not self.train:
             batch["window_to_record"] = torch.from_numpy(take.astype(np.int64))
         return batch
+
+
+def _unstack(arrays: dict) -> list[dict]:
+    n = len(next(iter(arrays.values())))
+    return [{k: v[i] for k, v in arrays.items()} for i in range(n)]

@@ -104,14 +104,12 @@ def _compute(con, pmap: PhecodeMap, stage: Path, horizon: float, window: int, mi
     con.execute("CREATE TABLE map_excl AS SELECT cidx, eidx FROM map_excl_df")
     con.execute("""CREATE TABLE patients AS SELECT patient_id, CAST(row_number() OVER (ORDER BY patient_id) - 1 AS INTEGER)
                    AS pidx FROM (SELECT DISTINCT patient_id FROM ecgs)""")
-    # earliest date per patient and code (only patients with an ECG), then per phecode through the map
-    con.execute("""CREATE TABLE first_codes AS SELECT p.pidx, d.vocab, d.code, min(d.day) AS day
-                   FROM diagnoses d JOIN patients p USING (patient_id) GROUP BY ALL""")
+    # earliest date per patient (only patients with an ECG) and phecode, through the map's rows
     unmapped = con.execute("""SELECT d.vocab, d.code, count(*) AS n FROM diagnoses d ANTI JOIN map_codes m
                               ON d.vocab = m.flag AND d.code = m.code GROUP BY ALL ORDER BY n DESC, d.code""").df()
-    con.execute("""CREATE TABLE onsets AS SELECT f.pidx, m.cidx, min(f.day) AS day FROM first_codes f
-                   JOIN map_codes m ON f.vocab = m.flag AND f.code = m.code GROUP BY ALL""")
-    con.execute("DROP TABLE first_codes")
+    con.execute("""CREATE TABLE onsets AS SELECT p.pidx, m.cidx, min(d.day) AS day FROM diagnoses d
+                   JOIN patients p USING (patient_id) JOIN map_codes m ON d.vocab = m.flag AND d.code = m.code
+                   GROUP BY ALL""")
     log("onsets per patient and phecode")
     # for counting only: per onset, the earliest earlier date of a phecode in the condition's exclude_range (an
     # exclusion on or after the onset can never mask; exclusions without an onset do not change any count)

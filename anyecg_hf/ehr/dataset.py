@@ -87,3 +87,19 @@ def build_ehr_dataset(records, targets_dir, **kwargs):
     ds, report = out if kwargs.get("return_report") else (out, None)
     ds = attach_ehr_targets(ds, targets)
     return (ds, report) if kwargs.get("return_report") else ds
+
+
+def label_counts(ds, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Known diagnosis positives and negatives per condition over a dataset with EHR targets (chunked expansion;
+    e.g. for BCE positive weights)."""
+    index = condition_index(ds)
+    cols = ds.select_columns(list(EHR_COLUMNS))
+    pos = np.zeros(len(index.cond_sex), np.int64)
+    neg = np.zeros_like(pos)
+    for start in range(0, len(cols), batch_size):
+        part = cols[start:start + batch_size]
+        rows = [dict(zip(part, vals)) for vals in zip(*part.values())]
+        t = expand_rows(rows, index)
+        pos += ((t["labels"] > 0) & t["label_mask"]).sum(0)
+        neg += ((t["labels"] == 0) & t["label_mask"]).sum(0)
+    return pos, neg

@@ -39,14 +39,22 @@ PACKAGED_MAPS = {
 SEX_CODES = {"": 0, "BOTH": 0, "M": 1, "MALE": 1, "F": 2, "FEMALE": 2}
 
 
+def _strip_sql(expr: str, chars) -> str:
+    out = f"trim(CAST({expr} AS VARCHAR))"
+    for ch in chars:  # plain replace() calls: several times faster than one regexp_replace over millions of rows
+        out = f"replace({out}, {ch}, '')"
+    return out
+
+
 def normalize_code_sql(expr: str) -> str:
-    """SQL that normalises an ICD code: spaces and dots removed, upper case (`e11.9` -> `E119`)."""
-    return f"upper(regexp_replace(trim(CAST({expr} AS VARCHAR)), '[.[:space:]]', '', 'g'))"
+    """SQL that normalises an ICD code: spaces, tabs and dots removed, upper case (`e11.9` -> `E119`)."""
+    stripped = _strip_sql(expr, ("'.'", "' '", "chr(9)"))
+    return f"upper({stripped})"
 
 
 def vocabulary_sql(expr: str) -> str:
     """SQL: ICD9CM / ICD-9-CM / ICD9 / 9 -> 9, ICD10CM / ICD-10-CM / ICD10 / 10 -> 10 (any case), else NULL."""
-    v = f"upper(regexp_replace(trim(CAST({expr} AS VARCHAR)), '[-_[:space:]]', '', 'g'))"
+    v = "upper(" + _strip_sql(expr, ("'-'", "'_'", "' '")) + ")"
     return (f"(CASE WHEN {v} IN ('ICD9CM', 'ICD9', '9', '9.0') THEN 9 "
             f"WHEN {v} IN ('ICD10CM', 'ICD10', '10', '10.0') THEN 10 ELSE NULL END)")
 

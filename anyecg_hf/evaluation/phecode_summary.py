@@ -122,23 +122,20 @@ def write_phecode_summary(out_dir, diagnosis_report=None, risk_report=None, *, l
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     counts, cats, extremes, md = [], [], [], ["# Phecode summary", ""]
-    if diagnosis_report is not None:
-        boot = getattr(diagnosis_report, "bootstrap_auroc", None)
-        space = label_space if label_space is not None else diagnosis_report.label_space
-        counts.append(threshold_counts(diagnosis_report, "auroc", boot, ci_level))
-        cat = category_table(diagnosis_report, space, "auroc", boot, ci_level).assign(head="diagnosis")
+    heads = (("diagnosis", diagnosis_report, label_space, "auroc", "AUROC"),
+             ("risk", risk_report, risk_label_space, "harrell_c", "Harrell's C"))
+    for head, report, space, metric, label in heads:
+        if report is None:
+            continue
+        boot = getattr(report, "bootstrap_auroc", None) if metric == "auroc" else None  # risk keeps no replicates
+        space = space if space is not None else report.label_space
+        counts.append(threshold_counts(report, metric, boot, ci_level))
+        cat = category_table(report, space, metric, boot, ci_level).assign(head=head)
         cats.append(cat)
-        paths["forest_category_auroc"] = forest_plot(cat, out / "forest_category_auroc.png", metric="auroc",
-                                                     label="Mean AUROC per phecode category", max_conditions=60)
-        extremes.append(_top_bottom(diagnosis_report, "diagnosis", "auroc", top_n))
-    if risk_report is not None:
-        space = risk_label_space if risk_label_space is not None else risk_report.label_space
-        counts.append(threshold_counts(risk_report, "harrell_c", None, ci_level))
-        cat = category_table(risk_report, space, "harrell_c", None, ci_level).assign(head="risk")
-        cats.append(cat)
-        paths["forest_category_cindex"] = forest_plot(cat, out / "forest_category_cindex.png", metric="harrell_c",
-                                                      label="Mean Harrell's C per phecode category", max_conditions=60)
-        extremes.append(_top_bottom(risk_report, "risk", "harrell_c", top_n))
+        name = "forest_category_auroc" if metric == "auroc" else "forest_category_cindex"
+        paths[name] = forest_plot(cat, out / f"{name}.png", metric=metric, label=f"Mean {label} per phecode category",
+                                  max_conditions=60)
+        extremes.append(_top_bottom(report, head, metric, top_n))
     if counts:
         frame = pd.concat(counts, ignore_index=True)
         paths["thresholds"] = out / "thresholds.csv"

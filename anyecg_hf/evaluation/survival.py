@@ -53,6 +53,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import torch
+from scipy.integrate import trapezoid  # numpy.trapezoid is numpy >= 2; the declared floor is 1.24
 
 from .bootstrap import BootstrapSampler, _label_design, _one_label, percentile_interval, weighted_concordance
 from .report import RiskReport, horizon_label
@@ -197,7 +198,7 @@ class _Cohort:
         if ok.sum() < 2:
             return np.nan
         h = self.horizons[ok]
-        return float(np.trapezoid(brier[ok], h) / (h[-1] - h[0]))
+        return float(trapezoid(brier[ok], h) / (h[-1] - h[0]))
 
     # -------------------------------------------------------------- per-person terms for the bootstrap
     def brier_terms(self, survival) -> np.ndarray:

@@ -3,18 +3,18 @@
 `ECGRecord.metadata["measurements"]` holds plain Python numbers under these keys, each present only when the file
 states it (units are in the names; axes in degrees):
 
-| key          | meaning                         | MUSE / CardioSoft tag          | HL7 aECG / DICOM code (MDC)           |
-|--------------|---------------------------------|--------------------------------|---------------------------------------|
-| `heart_rate` | ventricular rate, bpm           | `VentricularRate`              | `MDC_ECG_HEART_RATE`                  |
-| `rr_ms`      | RR interval                     | CardioSoft `RRInterval`        | `MDC_ECG_TIME_PD_RR(_GL)`             |
-| `p_ms`       | P-wave duration                 | CardioSoft `PDuration`         | `MDC_ECG_TIME_PD_P(_GL)`              |
-| `pr_ms`      | PR (PQ) interval                | `PRInterval` / `PQInterval`    | `MDC_ECG_TIME_PD_PR(_GL)`, `..._PQ_GL`|
-| `qrs_ms`     | QRS duration                    | `QRSDuration`                  | `MDC_ECG_TIME_PD_QRS(_GL)`            |
-| `qt_ms`      | QT interval                     | `QTInterval`                   | `MDC_ECG_TIME_PD_QT(_GL)`             |
-| `qtc_ms`     | corrected QT (the cart's)       | `QTCorrected` / `QTCInterval`  | `MDC_ECG_TIME_PD_QTc`                 |
-| `p_axis`     | frontal P axis                  | `PAxis`                        | `MDC_ECG_ANGLE_P_FRONT(_GL)`          |
-| `qrs_axis`   | frontal QRS axis                | `RAxis`                        | `MDC_ECG_ANGLE_QRS_FRONT(_GL)`        |
-| `t_axis`     | frontal T axis                  | `TAxis`                        | `MDC_ECG_ANGLE_T_FRONT(_GL)`          |
+    heart_rate   ventricular rate, bpm     MUSE/CardioSoft VentricularRate    MDC_ECG_HEART_RATE
+    rr_ms        RR interval               CardioSoft RRInterval              MDC_ECG_TIME_PD_RR
+    p_ms         P-wave duration           CardioSoft PDuration               MDC_ECG_TIME_PD_P
+    pr_ms        PR (PQ) interval          PRInterval / PQInterval            MDC_ECG_TIME_PD_PR, _PQ
+    qrs_ms       QRS duration              QRSDuration                        MDC_ECG_TIME_PD_QRS
+    qt_ms        QT interval               QTInterval                         MDC_ECG_TIME_PD_QT
+    qtc_ms       corrected QT (the cart's) QTCorrected / QTCInterval          MDC_ECG_TIME_PD_QTc
+    p_axis       frontal P axis            PAxis                              MDC_ECG_ANGLE_P_FRONT
+    qrs_axis     frontal QRS axis          RAxis                              MDC_ECG_ANGLE_QRS_FRONT
+    t_axis       frontal T axis            TAxis                              MDC_ECG_ANGLE_T_FRONT
+
+(the MDC codes with or without `_GL` in HL7 aECG; DICOM and Philips names in docs/io.md.)
 
 Values outside a physiological range are dropped as "not measured": carts write sentinels such as 29999,
 -32768 or 999 where a measurement failed, and a sentinel passed on as a number would be silent garbage.

@@ -31,7 +31,10 @@ from torch import nn
 from transformers.utils import ModelOutput, logging
 
 from .configuration_anyecg import AnyECGConfig
+from .convert_ecgfounder import DEFAULT_FILENAMES  # noqa: F401 - trust_remote_code (see configuration_anyecg)
+from .ecgfounder_labels import ECGFOUNDER_LABELS  # noqa: F401 - same
 from .label_space import LabelSpace
+from .layers import Stage  # noqa: F401 - same
 from .modeling_anyecg import AnyECGModel, AnyECGPreTrainedModel, _load_strict, masked_bce_with_logits
 from .survival import (
     baseline_time_grid,

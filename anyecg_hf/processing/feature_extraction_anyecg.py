@@ -400,6 +400,21 @@ class AnyECGFeatureExtractor(SequenceFeatureExtractor):
             data["window_to_record"] = np.asarray(owners, dtype=np.int64)
         return BatchFeature(data, tensor_type=return_tensors)
 
+    def raw_inputs(self, signals, sampling_rate=None, lead_names=None, units=None, record_ids=None) -> list[dict]:
+        """Step 1 of the chain only (parsing, units -> mV, model lead order, masks and their warnings, NaN -> 0),
+        per record: what `processing.torch_preprocessing.TorchPreprocessor` takes, so that a GPU job's readers do
+        no filtering. Same arguments and errors as `__call__`.
+
+        Returns:
+            one dict per record: `x` (leads, samples) float64 in the model's lead order (zeros for masked leads),
+            `lead_mask` (leads,) bool, `fs` (Hz) and `id`.
+        """
+        out = []
+        for rec in self._as_records(signals, sampling_rate, lead_names, units, record_ids):
+            x, mask = self._select_leads(rec)
+            out.append({"x": x, "lead_mask": mask, "fs": rec["fs"], "id": rec["id"]})
+        return out
+
     def _process_windows(self, windows, lead_mask, ids, owners):
         n_w, n_l, n = len(windows), len(self.lead_names), self.num_samples
         values = np.full((n_w, n_l, n), self.padding_value, dtype=np.float32)

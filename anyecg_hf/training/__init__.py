@@ -12,7 +12,8 @@ own training loops:
 """
 
 from .config import DEFAULTS, load_config, merge_config, parse_args
-from .data import DataBundle, feature_extractor_for, load_data, make_dataloaders, positive_weights, prepare_splits
+from .data import (DataBundle, feature_extractor_for, load_data, make_dataloaders, positive_weights,
+                   positive_weights_from_counts, prepare_splits)
 from .evaluate import evaluate_split, predictions_on_train
 from .model_init import config_from, copy_matching_rows, init_model
 from .optim import parameter_groups
@@ -38,6 +39,7 @@ __all__ = [
     "parameter_groups",
     "parse_args",
     "positive_weights",
+    "positive_weights_from_counts",
     "predictions_on_train",
     "prepare_splits",
     "push_to_hub",

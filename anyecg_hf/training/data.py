@@ -21,10 +21,12 @@ from ..data import (
     load_ecg_dataset,
     prepare_dataset,
 )
+from ..ehr.dataset import condition_index
 from ..modeling import LabelSpace
 from ..processing import AnyECGFeatureExtractor
 
-__all__ = ["DataBundle", "feature_extractor_for", "load_data", "make_dataloaders", "positive_weights", "prepare_splits"]
+__all__ = ["DataBundle", "feature_extractor_for", "load_data", "make_dataloaders", "positive_weights",
+           "positive_weights_from_counts", "prepare_splits"]
 
 
 @dataclass
@@ -85,7 +87,8 @@ def make_dataloaders(data: DataBundle, model_config, cfg: dict, target_keys):
     t, d = cfg["training"], cfg["data"]
     aug = ECGAugmentation.from_dict({"seed": t["seed"], **cfg["augmentation"]})
     common = dict(num_samples=model_config.num_samples, num_leads=model_config.in_channels,
-                  sampling_rate=model_config.sampling_rate, target_keys=tuple(target_keys))
+                  sampling_rate=model_config.sampling_rate, target_keys=tuple(target_keys),
+                  ehr_index=condition_index(data.train))  # EHR targets (anyecg build-targets): expanded per batch
     train_collator = ECGDataCollator(window=d["train_window"], augmentation=aug, train=True, **common)
     eval_collator = ECGDataCollator(window=d["eval_window"], train=False, **common)
     train = data.train.with_format("numpy")
@@ -119,6 +122,17 @@ def positive_weights(labels: np.ndarray, mask: np.ndarray, mode: str, max_weight
         raise ValueError(f"training.class_weighting must be 'none', 'balanced' or 'sqrt', got {mode!r}.")
     pos = ((labels > 0.5) & mask).sum(0).astype(float)
     neg = ((labels <= 0.5) & mask).sum(0).astype(float)
+    return positive_weights_from_counts(pos, neg, mode, max_weight)
+
+
+def positive_weights_from_counts(pos, neg, mode: str, max_weight: float) -> list | None:
+    """`positive_weights` from per-condition counts of known positives and negatives (EHR datasets count them by
+    expanding in chunks: `anyecg_hf.ehr.dataset.label_counts`)."""
+    if mode == "none":
+        return None
+    if mode not in ("balanced", "sqrt"):
+        raise ValueError(f"training.class_weighting must be 'none', 'balanced' or 'sqrt', got {mode!r}.")
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
     w = np.where(pos > 0, neg / np.maximum(pos, 1), max_weight)
     if mode == "sqrt":
         w = np.sqrt(w)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch.utils.data import DataLoader
 
 from ..data import ECGDataCollator
+from ..ehr.dataset import condition_index
 from ..evaluation.predictions import collect_predictions, evaluate_predictions
 from .data import DataBundle
 
@@ -29,7 +30,7 @@ def predictions_on_train(prepared_model, data: DataBundle, cfg: dict, accelerato
     model_config = accelerator.unwrap_model(prepared_model).config
     collator = ECGDataCollator(num_samples=model_config.num_samples, num_leads=model_config.in_channels,
                                sampling_rate=model_config.sampling_rate, window=cfg["data"]["eval_window"], train=False,
-                               target_keys=tuple(target_keys))
+                               target_keys=tuple(target_keys), ehr_index=condition_index(data.train))
     dl = DataLoader(data.train.with_format("numpy"), batch_size=cfg["training"]["batch_size"], shuffle=False,
                     collate_fn=collator, num_workers=cfg["data"]["num_workers"])
     return collect_predictions(prepared_model, accelerator.prepare(dl), accelerator, compute_loss=False)
