@@ -12,31 +12,31 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # the CPU torch build CI tests with (constraints.txt) is cp311
     packages=find_packages(include=["anyecg_hf", "anyecg_hf.*"]),
     package_data={"anyecg_hf": ["py.typed", "**/*.json", "**/*.txt", "**/*.csv", "**/*.md", "reporting/templates/*"]},
     install_requires=[
-        "torch>=2.1",
-        "transformers>=4.45",
-        "datasets>=3.0",
-        "huggingface-hub>=0.25",
-        "safetensors>=0.4",
+        "torch>=2.13",  # the CPU build CI can install (constraints.txt); lower floors are untested
+        "transformers>=5.14",  # 5.0-5.13 read a generator input whole (pipelines stream it lazily again from 5.14)
+        "datasets>=4.0",
+        "huggingface-hub>=1.5.0",
+        "safetensors>=0.8.0",
         "evaluate>=0.4",
-        "accelerate>=1.0",
-        "wfdb>=4.1",
+        "accelerate>=1.3.0",
+        "wfdb>=4.1.1",
         "numpy>=1.24",
         "scipy>=1.11",
         "numba>=0.59",  # vectorised preprocessing kernels (anyecg_hf.processing; scipy fallback without it)
         "scikit-learn>=1.3",
         "pandas>=2.0",
-        "pyarrow>=14",
+        "pyarrow>=15",
         "matplotlib>=3.7",
-        "tqdm>=4.66",
+        "tqdm>=4.66.3",
         "pyyaml>=6.0",
-        "defusedxml>=0.7",
+        "defusedxml>=0.7.1",
         "pydicom>=2.4",  # DICOM ECG waveforms
         "edfio>=0.4.10",  # EDF / EDF+ / BDF (0.4.10: read_bdf, lazy_load_data)
-        "torchsurv>=0.1.4",
+        "torchsurv>=0.2.0",  # 0.1.x: float64 times fail in get_ipcw
         "duckdb>=1.1",  # anyecg build-targets: out-of-core joins of EHR extracts (anyecg_hf.ehr)
         "jinja2>=3.1",  # report pages (anyecg_hf.reporting); torch already requires it
     ],

@@ -16,6 +16,8 @@ from anyecg_hf import AnyECGConfig, AnyECGForDiagnosis, AnyECGModel, LabelSpace
 from anyecg_hf.modeling import masked_bce_with_logits
 from anyecg_hf.testing import seeded_ecgfounder_state_dict, tiny_config
 
+pytestmark = pytest.mark.floors  # also run with the lowest declared dependency versions (.ci/run)
+
 TOL = 1e-4  # issue 2: max-abs parity in float32
 
 

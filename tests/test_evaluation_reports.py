@@ -99,7 +99,7 @@ def test_model_card_written_and_updated(arrays, tmp_path, tiny):
     assert risk.bottom(1)["harrell_c"].iloc[0] == defined["harrell_c"].min()
     path = write_model_card(folder, [diag, risk], dataset_name="synthetic test cohort", top_n=2)
     card = ModelCard.load(path)
-    assert "ecg" in card.data.tags and card.data.license == "apache-2.0"
+    assert "ecg" in card.data.tags and card.data.license == "mit"  # ECGFounder's weights are MIT
     assert card.data.eval_results[0].metric_value == pytest.approx(round(diag.summary["macro_auroc"], 4))
     text = path.read_text()
     assert RESEARCH_USE_STATEMENT in text and "not a medical device" in text
@@ -116,3 +116,24 @@ def test_model_card_written_and_updated(arrays, tmp_path, tiny):
     assert "Keep me." in updated and updated.count(SECTION_START) == 1
     assert "Future risk" not in updated  # the new section has only the diagnosis report
     assert f"{diag2.summary['macro_auroc']:.3f}" in updated
+
+
+def test_model_card_model_index_names_no_local_path(arrays, tmp_path, tiny):
+    from huggingface_hub import ModelCard
+
+    from anyecg_hf.evaluation.model_card import dataset_reference
+
+    folder = tmp_path / "model"
+    tiny.save_pretrained(folder)
+    cohort = tmp_path / "work" / "cinc_ds"
+    cohort.mkdir(parents=True)
+    diag = evaluate_diagnosis(arrays["y"], arrays["prob"], tiny.label_space, n_bootstrap=0)
+    path = write_model_card(folder, diag, dataset_name=f"{cohort} [test]")
+    card = ModelCard.load(path)
+    header = path.read_text().split("---")[1]
+    assert str(tmp_path) not in header and "[test]" not in header
+    result = card.data.eval_results[0]
+    assert (result.dataset_name, result.dataset_type, result.dataset_split) == ("cinc_ds", "cinc_ds", "test")
+    assert str(tmp_path) not in path.read_text() and "Evaluated on **cinc_ds** (test split)." in path.read_text()
+    assert dataset_reference("org/ptbxl [validation]") == ("org/ptbxl", "validation")  # a Hub id is kept
+    assert dataset_reference("./data/ds") == ("ds", None)

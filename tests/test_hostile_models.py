@@ -13,19 +13,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from anyecg_hf.modeling.loading import ModelWeightsError, load_checked
-from anyecg_hf.testing import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def good_model(tmp_path_factory):
-    from anyecg_hf import AnyECGForDiagnosis
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("m") / "good"
-    AnyECGForDiagnosis(tiny_config()).save_pretrained(path)
-    return path
+def good_model(tiny_model_dir):
+    return tiny_model_dir
 
 
 def _variant(good, tmp_path, name, edit):

@@ -16,6 +16,8 @@ from hub_server import FakeHub
 from anyecg_hf import AnyECGForDiagnosis
 from anyecg_hf.testing import tiny_config
 
+pytestmark = pytest.mark.floors  # also run with the lowest declared dependency versions (.ci/run)
+
 PUSH = """
 import numpy as np, torch
 import anyecg_hf

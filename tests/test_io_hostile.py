@@ -6,34 +6,18 @@ timed assertion."""
 
 import json
 import os
-import signal
-import struct
 import subprocess
 import sys
 import zipfile
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 from anyecg_hf.io import ECGReadError, ECGRecord, read_ecg, read_ecg_dir, write_csv, write_npz
 from anyecg_hf.io.plausibility import assess
+from anyecg_hf.testing import hang_guard
 
 HANG_S = 60
-
-
-@contextmanager
-def hang_guard(seconds=HANG_S):
-    def boom(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _ecg(seconds=10, fs=500, leads=12, scale=1.0):
@@ -86,7 +70,7 @@ def test_npz_bomb_refused_with_bounded_memory(tmp_path):
     bomb = tmp_path / "bomb.npz"
     _write_bomb(bomb, 384 << 20)  # 384 MiB of zeros in ~0.4 MB
     assert bomb.stat().st_size < 2 << 20
-    with hang_guard():
+    with hang_guard(HANG_S):
         with pytest.raises(ECGReadError, match="zip bomb") as err:
             read_ecg(bomb)
     assert "bomb.npz" in str(err.value)
@@ -107,7 +91,7 @@ def test_npz_honest_archive_still_reads(tmp_path):
 def test_csv_with_a_million_columns_refused_fast(tmp_path):
     wide = tmp_path / "wide.csv"
     wide.write_text(",".join(f"c{i}" for i in range(10**6)) + "\n" + ",".join("1" for _ in range(10**6)) + "\n")
-    with hang_guard():
+    with hang_guard(HANG_S):
         with pytest.raises(ECGReadError, match="column|first line") as err:
             read_ecg(wide, sampling_rate=500)
     assert "wide.csv" in str(err.value)
@@ -149,6 +133,12 @@ def test_folder_walk_skips_fifos_and_outside_links(tmp_path):
     assert set(errors) == {"pipe", "pipe.xml", "leak.csv", "up"}
     assert "outside the input folder" in errors["leak.csv"] and "FIFO" in errors["pipe"]
     assert str(secret) not in " ".join(errors.values())  # the target is never named
+    # a folder of links to a dataset elsewhere: asked for explicitly (folder links are still not walked)
+    with hang_guard(30):
+        reader = read_ecg_dir(inside, progress=False, follow_links=True)
+        got = sorted(os.path.basename(r.source) for r in reader)
+    assert got == ["alias.csv", "good.csv", "leak.csv"]
+    assert sorted(os.path.basename(p) for p, _, _ in reader.errors) == ["pipe", "pipe.xml", "up"]
 
 
 def _edf_with_duration(src, dst, text):

@@ -16,6 +16,8 @@ from anyecg_hf.pipelines import aggregate_windows, profile_records, profile_rows
 from anyecg_hf.processing import AnyECGFeatureExtractor
 from anyecg_hf.testing import tiny_config
 
+pytestmark = pytest.mark.floors  # also run with the lowest declared dependency versions (.ci/run)
+
 CINC = ["HR06000", "HR06001", "JS20000", "E07500"]
 
 SPACE = LabelSpace([

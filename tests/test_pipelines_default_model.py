@@ -14,6 +14,8 @@ import pytest
 
 from hub_server import FakeHub, _Repo
 
+pytestmark = pytest.mark.floors  # also run with the lowest declared dependency versions (.ci/run)
+
 ONLINE = """
 import os, time, anyecg_hf
 from anyecg_hf.pipelines import DefaultModelUnavailableError, resolve_model

@@ -120,6 +120,7 @@ def diagnosis_run(dataset, tmp_path_factory):
     return _run("diagnosis", cfg), out
 
 
+@pytest.mark.floors
 def test_diagnosis_recipe_overfits_and_saves_a_loadable_model(diagnosis_run, dataset, assets):
     from transformers import AutoModel, pipeline
 
@@ -179,6 +180,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(dataset, tmp_path
     assert max(float((a[k] - init[k]).abs().max()) for k in a) > 1e-3
 
 
+@pytest.mark.floors
 def test_risk_recipe_fits_the_baseline_hazard(dataset, tmp_path):
     from transformers import AutoModel
 
@@ -237,6 +239,7 @@ def test_two_processes_match_one(dataset, tmp_path):
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-4
 
 
+@pytest.mark.floors
 def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
     from sklearn.metrics import roc_auc_score
 
@@ -254,7 +257,13 @@ def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
     assert {"metrics.json", "model_card_section.md", "predictions.parquet", "report.md", "diagnosis"} <= files
     assert (report / "diagnosis" / "forest_auroc.png").stat().st_size > 1000
     table = pd.read_csv(report / "diagnosis" / "table.csv")
-    assert table["auroc_ci_low"].notna().any()  # bootstrap CIs were computed
+    # bootstrap CIs were computed; conditions with fewer than 10 positives get none ("n too small")
+    assert ((table["n_pos"] >= 10) & table["defined"]).eq(table["auroc_ci_low"].notna()).all()
+    assert (table.loc[table["defined"] & (table["n_pos"] < 10), "ci_note"] == "n too small").all()
+    summary = json.loads((report / "diagnosis" / "summary.json").read_text())
+    assert summary["summary"]["macro_auroc_ci_low"] < summary["summary"]["macro_auroc_ci_high"]
+    # the dataset has a validation split: thresholds were chosen there
+    assert "youden, chosen on validation" in (report / "model_card_section.md").read_text()
     metrics = json.loads((report / "metrics.json").read_text())
     preds = pd.read_parquet(report / "predictions.parquet")
     test = load_ecg_dataset(dataset, split="test")
@@ -269,6 +278,7 @@ def test_evaluate_cli_writes_the_report(diagnosis_run, dataset, tmp_path):
     assert "macro" in (report / "model_card_section.md").read_text().lower()
 
 
+@pytest.mark.floors
 def test_shipped_configs_are_valid_and_bad_keys_are_rejected(tmp_path):
     from accelerate.commands.config.config_args import load_config_from_file
 
@@ -318,6 +328,7 @@ def test_parameter_groups_llrd_and_linear_probe():
     assert w == [3.0, 3.0]
 
 
+@pytest.mark.floors
 def test_init_from_ecgfounder_and_from_a_saved_model(ecgfounder_pth_12, diagnosis_run):
     """The backbone comes over whole; head rows are copied for conditions the source knows (by id or name)."""
     _recipe("profiling")

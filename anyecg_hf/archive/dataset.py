@@ -35,7 +35,7 @@ class StringTable:
             pa = None
         if pa is not None and isinstance(strings, (pa.Array, pa.ChunkedArray)):
             arr = strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
-            arr = arr.cast(pa.large_string())
+            arr = arr.cast(pa.large_binary())  # strings, or the plan's os.fsencode()d paths (any bytes)
             if arr.null_count:
                 raise ValueError("paths must not be null")
             _, offsets, data = arr.buffers()

@@ -12,8 +12,9 @@ def register(subparsers) -> None:
         "evaluate",
         description="Run a model (folder or Hub id) over one split of a dataset written by `anyecg build-dataset` and "
         "write per-condition tables with bootstrap confidence intervals, plots, a summary and a model-card section. "
-        "The model's conditions are matched to the dataset's by id, code or name; conditions the dataset lacks are "
-        "reported as undefined.",
+        "The dataset's conditions are matched to the model's outputs by id, code or name (and, with --label-map, "
+        "through a crosswalk); only matched conditions are evaluated, the unmatched ones are printed and listed in "
+        "the report (label_matching.csv).",
     )
     p.add_argument("--model", required=True, help="model folder or Hub id (any AnyECG head)")
     p.add_argument("--dataset", required=True, help="dataset folder (Arrow or Parquet) or Hub dataset id")
@@ -26,8 +27,18 @@ def register(subparsers) -> None:
                    help="which preprocessed windows to use per record ('all' averages them)")
     p.add_argument("--num-proc", type=int, default=None, help="processes for preprocessing")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--threshold-split", default="validation",
+                   help="split on which each condition's operating threshold (Youden's J) is chosen (default: "
+                   "validation); without it the thresholds are chosen on the evaluated split and marked optimistic")
     p.add_argument("--subgroups", default="sex,age_band",
                    help="comma-separated subgroup columns (sex, age_band, site, ...; 'none' to skip)")
+    p.add_argument("--label-map", default=None, metavar="snomed|ptbxl|MAP.csv",
+                   help="match the dataset's conditions to the model's labels through a crosswalk as well: 'snomed' "
+                   "(ECGFounder labels -> CinC SNOMED-CT codes), 'ptbxl' (-> PTB-XL statements and classes) or a CSV "
+                   "with label, code[, tier] columns; see docs/evaluation.md")
+    p.add_argument("--label-aggregate", choices=("max", "mean"), default="max",
+                   help="with --label-map: several model labels for one dataset condition are combined by their max "
+                   "(default: the condition is present if any label implying it is) or mean probability")
     p.set_defaults(func=run)
 
 
@@ -69,6 +80,19 @@ def _subgroups(ds, names):
     return out or None
 
 
+def _threshold_split(args):
+    """The split thresholds are chosen on, or `None` (absent, or the evaluated split itself)."""
+    from ..data import load_ecg_dataset
+
+    if not args.threshold_split or args.threshold_split == args.split:
+        return None
+    try:
+        val = load_ecg_dataset(args.dataset, split=args.threshold_split)
+    except (OSError, ValueError, KeyError):
+        return None
+    return None if hasattr(val, "keys") or len(val) == 0 else val
+
+
 def run(args) -> int:
     import torch
     from torch.utils.data import DataLoader
@@ -83,6 +107,7 @@ def run(args) -> int:
         load_ecg_dataset,
         prepare_dataset,
     )
+    from ..evaluation.label_matching import match_label_spaces
     from ..evaluation.predictions import collect_predictions, evaluate_predictions
 
     try:
@@ -97,35 +122,65 @@ def run(args) -> int:
         raise CLIError(f"{args.dataset} has splits {list(ds)}; choose one with --split.")
     meta = dataset_metadata(ds)
     fe = _feature_extractor(args.model, model)
-    if is_prepared(ds):
-        prepared = (meta.get("prepared") or {}).get("feature_extractor", {})
-        for key in ("sampling_rate", "num_samples", "lead_names"):
-            if key in prepared and prepared[key] != getattr(fe, key):
-                raise CLIError(f"{args.dataset} was preprocessed for {key}={prepared[key]!r} but the model expects "
-                               f"{getattr(fe, key)!r}; evaluate on the raw dataset instead.")
-    else:
-        ds = prepare_dataset(ds, fe, num_proc=args.num_proc)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device)
     config = model.config
     from ..ehr.dataset import condition_index
 
-    collator = ECGDataCollator(num_samples=config.num_samples, num_leads=config.in_channels,
-                               sampling_rate=config.sampling_rate, window=args.window, train=False,
-                               ehr_index=condition_index(ds))
-    dl = DataLoader(ds.with_format("numpy"), batch_size=args.batch_size, shuffle=False, collate_fn=collator)
-    preds = collect_predictions(model, dl, progress=True)
+    def prepared(split_ds):
+        if not is_prepared(split_ds):
+            return prepare_dataset(split_ds, fe, num_proc=args.num_proc)
+        done = (dataset_metadata(split_ds).get("prepared") or {}).get("feature_extractor", {})
+        for key in ("sampling_rate", "num_samples", "lead_names"):
+            if key in done and done[key] != getattr(fe, key):
+                raise CLIError(f"{args.dataset} was preprocessed for {key}={done[key]!r} but the model expects "
+                               f"{getattr(fe, key)!r}; evaluate on the raw dataset instead.")
+        return split_ds
+
+    def loader(split_ds):
+        collator = ECGDataCollator(num_samples=config.num_samples, num_leads=config.in_channels,
+                                   sampling_rate=config.sampling_rate, window=args.window, train=False,
+                                   ehr_index=condition_index(split_ds))
+        return DataLoader(split_ds.with_format("numpy"), batch_size=args.batch_size, shuffle=False, collate_fn=collator)
+
+    ds = prepared(ds)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    dl = loader(ds)
+    data_space = get_label_space(ds)
+    match = None
+    if hasattr(model, "classifier") and data_space is not None:
+        match = (_crosswalk(args, config.label_space, data_space) if args.label_map
+                 else match_label_spaces(config.label_space, data_space))
+        print(match.summary())
+    # a loss only means something when the label columns are the model's outputs, in order
+    preds = collect_predictions(model, dl, progress=True, compute_loss=match is None or match.is_identity)
+    val_preds = None
+    if match is not None and match.pairs:
+        val = _threshold_split(args)
+        if val is not None:
+            val_preds = collect_predictions(model, loader(prepared(val)), progress=True, compute_loss=False)
+            print(f"thresholds: Youden's J on the {args.threshold_split} split ({len(val)} records)")
+        else:
+            print(f"thresholds: chosen on the {args.split} split itself (optimistic: {args.dataset} has no "
+                  f"{args.threshold_split!r} split)")
     patients = list(ds["patient_id"]) if "patient_id" in ds.column_names else None
     names = [] if args.subgroups in (None, "", "none") else [s.strip() for s in args.subgroups.split(",")]
+    # through a crosswalk, each matched dataset condition gets the max (or mean) of its model labels' probabilities
+    derive = getattr(match, "derive", lambda p: p)
     try:
-        result = evaluate_predictions(preds, config, get_label_space(ds), get_risk_label_space(ds),
+        result = evaluate_predictions(derive(preds), config, data_space, get_risk_label_space(ds),
                                       meta.get("regression_names"), patient_ids=patients, n_bootstrap=args.n_bootstrap,
-                                      seed=args.seed, subgroups=_subgroups(ds, names))
+                                      seed=args.seed, subgroups=_subgroups(ds, names), label_match=match,
+                                      validation_preds=derive(val_preds))
     except ValueError as err:
         raise CLIError(f"evaluation failed: {err}") from None
+    if hasattr(match, "derive") and result.diagnosis_report is not None:
+        _crosswalk_results(result, derive(preds), match)
     if result.diagnosis_report is None and result.risk_report is None and result.regression_table is None:
+        unmatched = (f" None of its {len(data_space)} label columns matches one of the model's "
+                     f"{len(config.label_space)} conditions by id, code or name." if match is not None and not match.pairs
+                     else "")
         raise CLIError(f"{args.dataset} [{args.split}] has no targets this model predicts (diagnosis labels for its "
-                       "classifier, time_/event_ columns for its risk head).")
+                       f"classifier, time_/event_ columns for its risk head).{unmatched}")
     out = Path(args.out)
     written = write_evaluation(out, result, model_name=args.model, dataset=f"{args.dataset} [{args.split}]")
     written += _phecode_summary(out, result, preds, config)
@@ -147,9 +202,56 @@ def write_evaluation(out: Path, result, model_name: str, dataset: str) -> list[s
                      dataset_name=dataset)
     if result.regression_table is not None and len(result.regression_table):
         result.regression_table.to_csv(out / "regression.csv", index=False)
-    (out / "metrics.json").write_text(json.dumps({"model": model_name, "dataset": dataset, **result.metrics},
-                                                 indent=1, default=float))
+    summary = {"model": model_name, "dataset": dataset, **result.metrics}
+    match = result.label_match
+    if match is not None:
+        match.to_frame().to_csv(out / "label_matching.csv", index=False)
+        summary["label_matching"] = match.to_dict()
+        index = out / "report.md"
+        if index.exists():
+            text = index.read_text(encoding="utf-8")
+            index.write_text(text.replace("# Evaluation report\n", "# Evaluation report\n\n## Label matching\n\n"
+                                          + match.summary().replace("\n", "\n\n")
+                                          + "\n\nEvery pair: [label_matching.csv](label_matching.csv).\n", 1),
+                             encoding="utf-8")
+        section = out / "model_card_section.md"
+        if section.exists() and (match.unmatched_dataset or match.unmatched_model or hasattr(match, "model_card_line")):
+            line = match.model_card_line() + " " if hasattr(match, "model_card_line") else ""
+            with section.open("a", encoding="utf-8") as f:
+                f.write("\n\n**Label matching.** " + line + match.summary().replace("\n", " ") + "\n")
+    (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=float))
     return sorted(p.name for p in out.iterdir())
+
+
+def _crosswalk(args, model_space, data_space):
+    """`--label-map`: a `CrosswalkMatch` (anyecg_hf.evaluation.crosswalk_match); a bad map is a CLI error."""
+    from ..evaluation.crosswalk_match import crosswalk_match
+    from .errors import CLIError
+
+    try:
+        return crosswalk_match(model_space, data_space, args.label_map, args.label_aggregate)
+    except (ValueError, KeyError, OSError) as err:
+        raise CLIError(f"--label-map {args.label_map}: {err}") from None
+
+
+def _crosswalk_results(result, preds: dict, match) -> None:
+    """One table row per dataset condition (tier, unmatched ones as undefined) and, on SNOMED-coded data with CinC
+    2021 scored classes, the Challenge score at the report's thresholds (0.5 where none was chosen)."""
+    import numpy as np
+
+    from ..evaluation.challenge import challenge_score_of_columns
+    from ..evaluation.crosswalk_match import complete_table
+
+    table = result.diagnosis_report.table
+    cols = match.data_index
+    conds = [match.data_space[j] for j in cols]
+    if "labels" in preds and all(c.code_system == "SNOMED-CT" for c in conds):
+        thresholds = np.nan_to_num(table["threshold"].to_numpy(dtype=float), nan=0.5)
+        score = challenge_score_of_columns(preds["labels"][:, cols], preds["diagnosis_probs"], [c.code for c in conds],
+                                           thresholds)
+        if score is not None:
+            result.metrics["cinc2021_challenge_score"] = float(score)
+    complete_table(result.diagnosis_report, match)
 
 
 def _write_predictions(out: Path, ds, preds: dict, config) -> None:

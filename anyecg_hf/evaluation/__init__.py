@@ -14,8 +14,9 @@ import importlib
 
 _LAZY = {
     "evaluate_diagnosis": ".classification",
-    "select_threshold": ".classification",
-    "age_bands": ".classification",
+    "select_threshold": ".thresholds",
+    "thresholds_on": ".thresholds",
+    "age_bands": ".subgroups",
     "evaluate_risk": ".survival",
     "DiagnosisReport": ".report",
     "RiskReport": ".report",
@@ -30,8 +31,8 @@ _LAZY = {
     "write_report": ".runner",
     "run_evaluation": ".runner",
     "run_evaluation_from_npz": ".runner",
-    "multilabel_auroc": ".classification",
-    "weighted_concordance": ".bootstrap",
+    "multilabel_auroc": ".multilabel",
+    "weighted_concordance": ".concordance",
     "trainer_compute_metrics": ".metrics",
     "metric_path": ".metrics",
     "load_metric": ".metrics",

@@ -8,28 +8,36 @@ resamples); with `patient_ids`, whole patients are resampled.
 
 A condition whose evaluated rows hold no positive or no negative has no AUROC: its metrics are `NaN`, `defined` is
 `False` and `undefined_reason` says why. It is never reported as 0.5 and never makes the evaluation fail.
+A condition with fewer than `min_ci_positives` (default 10) positives gets no confidence interval (`ci_note` = "n too
+small"): a percentile bootstrap over one or two positives gives intervals such as [1.000, 1.000] that look certain.
+
+Operating thresholds chosen on the evaluated data itself make its sensitivity and specificity optimistic: pass
+thresholds chosen on a validation split (`threshold_method=` an array, `threshold_split="validation"`); the table's
+`threshold_source` column and `settings["threshold_split"]` say where each threshold came from.
 """
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    average_precision_score,
-    precision_recall_curve,
-    roc_auc_score,
-    roc_curve,
-)
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .bootstrap import bootstrap_auroc_auprc, percentile_interval
 from .calibration import expected_calibration_error, reliability_bins
+from .multilabel import multilabel_auroc  # noqa: F401 - re-exported (its home before it had a module of its own)
 from .report import DiagnosisReport
+from .subgroups import age_bands, is_missing, subgroup_columns
+from .thresholds import (  # noqa: F401 - select_threshold and THRESHOLD_METHODS are re-exported
+    OPTIMISTIC,
+    THRESHOLD_METHODS,
+    confusion_metrics,
+    select_threshold,
+    threshold_spec,
+    threshold_split_text,
+)
 
 __all__ = ["evaluate_diagnosis", "multilabel_auroc", "select_threshold", "age_bands", "THRESHOLD_METHODS"]
 
-THRESHOLD_METHODS = ("youden", "balanced_accuracy", "f1", "sensitivity", "specificity", "label_space", "fixed")
 AUROC_CUTOFFS = (0.7, 0.8, 0.9)
 
 
@@ -95,105 +103,15 @@ def _check_arrays(y_true, y_prob, label_mask):
     return y_true, y_prob, mask
 
 
-# ----------------------------------------------------------------------------------------------- thresholds
-def _threshold_spec(method, label_space, K):
-    """Normalise `threshold_method` into (name, target, fixed per-label thresholds or None)."""
-    if isinstance(method, str):
-        name = method.lower()
-        if name == "label_space":
-            return name, None, np.asarray(label_space.thresholds, dtype=np.float64)
-        if name in ("youden", "balanced_accuracy", "f1"):
-            return name, None, None
-        raise ValueError(f"Unknown threshold_method {method!r}; expected one of {THRESHOLD_METHODS}.")
-    if isinstance(method, numbers.Real):
-        if not 0.0 < float(method) < 1.0:
-            raise ValueError(f"A fixed threshold must lie in (0, 1), got {method}.")
-        return "fixed", None, np.full(K, float(method))
-    if isinstance(method, tuple) and len(method) == 2 and isinstance(method[0], str):
-        name, target = method[0].lower(), float(method[1])
-        if name not in ("sensitivity", "specificity"):
-            raise ValueError(f"Unknown threshold target {method[0]!r}; expected 'sensitivity' or 'specificity'.")
-        if not 0.0 < target <= 1.0:
-            raise ValueError(f"Target {name} must lie in (0, 1], got {target}.")
-        return name, target, None
-    values = np.asarray(method, dtype=np.float64).reshape(-1)
-    if values.shape != (K,):
-        raise ValueError(
-            f"threshold_method: expected a method name, a float, a tuple or {K} thresholds; got {method!r}."
-        )
-    if not np.all((values > 0) & (values < 1)):
-        raise ValueError("Per-condition thresholds must lie in (0, 1).")
-    return "fixed", None, values
-
-
-def select_threshold(y_true, y_prob, method="youden", target: float | None = None) -> float:
-    """Decision threshold (predict positive when `y_prob >= threshold`) chosen on labelled data.
-
-    Args:
-        y_true (array `(n,)`): binary labels, both classes present.
-        y_prob (array `(n,)`): probabilities.
-        method (`str`): `"youden"` (maximise sensitivity + specificity - 1), `"balanced_accuracy"` (maximise the
-            mean of sensitivity and specificity; this is the same point as Youden's, since balanced accuracy =
-            (J + 1) / 2), `"f1"` (maximise F1), `"sensitivity"` (the highest threshold whose sensitivity is at least
-            `target`) or `"specificity"` (the lowest threshold whose specificity is at least `target`).
-        target (`float`, *optional*): the sensitivity or specificity to reach.
-
-    Returns:
-        The threshold, taken from the scores of `sklearn.metrics.roc_curve` / `precision_recall_curve`.
-    """
-    if method in ("youden", "balanced_accuracy", "sensitivity", "specificity"):
-        fpr, tpr, thr = roc_curve(y_true, y_prob, drop_intermediate=False)
-        if method in ("youden", "balanced_accuracy"):
-            idx = 1 + int(np.argmax((tpr - fpr)[1:]))  # index 0 is the "+inf" threshold (nobody positive)
-        elif method == "sensitivity":
-            idx = max(1, int(np.argmax(tpr >= target - 1e-12)))
-        else:
-            ok = np.flatnonzero(1.0 - fpr >= target - 1e-12)
-            idx = int(ok[-1])
-            if idx == 0:
-                return float(np.nextafter(thr[1], np.inf))  # only "nobody positive" reaches the specificity
-        return float(thr[idx])
-    if method == "f1":
-        precision, recall, thr = precision_recall_curve(y_true, y_prob)
-        p, r = precision[:-1], recall[:-1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f1 = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
-        return float(thr[int(np.argmax(f1))])
-    raise ValueError(f"Unknown threshold method {method!r}.")
-
-
-def _confusion_metrics(y, p, threshold):
-    """Sensitivity, specificity, PPV, NPV and F1 at `p >= threshold`; NaN where a denominator is zero."""
-    out = dict(sensitivity=np.nan, specificity=np.nan, ppv=np.nan, npv=np.nan, f1=np.nan)
-    if not np.isfinite(threshold) or len(y) == 0:
-        return out
-    pred = p >= threshold
-    pos = y == 1
-    tp = float(np.sum(pred & pos))
-    fp = float(np.sum(pred & ~pos))
-    fn = float(np.sum(~pred & pos))
-    tn = float(np.sum(~pred & ~pos))
-
-    def ratio(a, b):
-        return a / b if b > 0 else np.nan
-
-    out.update(
-        sensitivity=ratio(tp, tp + fn),
-        specificity=ratio(tn, tn + fp),
-        ppv=ratio(tp, tp + fp),
-        npv=ratio(tn, tn + fn),
-        f1=ratio(2 * tp, 2 * tp + fp + fn) if tp + fn > 0 else np.nan,
-    )
-    return out
-
-
 # ----------------------------------------------------------------------------------------------- core
 def _per_condition(y_true, y_prob, mask, label_space, spec, n_bootstrap, seed, groups, ci_level, n_bins, n_jobs,
-                   fixed_thresholds=None):
+                   fixed_thresholds=None, min_ci_positives=10, threshold_split="given"):
     """Per-condition table, reliability bins and the bootstrap replicates (B, K) for the given rows."""
     K = y_true.shape[1]
     name, target, spec_thresholds = spec
     thresholds = fixed_thresholds if fixed_thresholds is not None else spec_thresholds
+    # NaN in given thresholds (e.g. no positive in the validation split): chosen here with Youden's J, marked
+    choose = "youden" if name in ("fixed", "label_space") else name
     rows, calib = [], []
     y_bool = y_true == 1
     n_pos_all = np.sum(mask & y_bool, axis=0)
@@ -215,14 +133,15 @@ def _per_condition(y_true, y_prob, mask, label_space, spec, n_bootstrap, seed, g
         if defined[k]:
             row["auroc"] = float(roc_auc_score(y, p))
             row["auprc"] = float(average_precision_score(y, p))
-        if thresholds is not None:
-            thr = float(thresholds[k])
+        source = ""
+        if thresholds is not None and (np.isfinite(thresholds[k]) or fixed_thresholds is not None):
+            thr, source = float(thresholds[k]), threshold_split if np.isfinite(thresholds[k]) else ""
         elif defined[k]:
-            thr = select_threshold(y, p, method=name, target=target)
+            thr, source = select_threshold(y, p, method=choose, target=target), OPTIMISTIC
         else:
             thr = np.nan
-        row["threshold"] = thr
-        row.update(_confusion_metrics(y, p, thr))
+        row["threshold"], row["threshold_source"] = thr, source
+        row.update(confusion_metrics(y, p, thr))
         row["brier"] = float(np.mean((p - y) ** 2)) if len(y) else np.nan
         row["ece"] = expected_calibration_error(y, p, n_bins) if len(y) else np.nan
         rows.append(row)
@@ -245,6 +164,9 @@ def _per_condition(y_true, y_prob, mask, label_space, spec, n_bootstrap, seed, g
         table["auroc_ci_low"], table["auroc_ci_high"] = lo, hi
         lo, hi, _ = percentile_interval(boot_ap, ci_level)
         table["auprc_ci_low"], table["auprc_ci_high"] = lo, hi
+    small = defined & (n_pos_all < min_ci_positives)
+    table["ci_note"] = np.where(small, "n too small", "")
+    table.loc[small, ["auroc_ci_low", "auroc_ci_high", "auprc_ci_low", "auprc_ci_high"]] = np.nan
     calibration = pd.concat(calib, ignore_index=True) if calib else pd.DataFrame()
     return table, calibration, boot_auc, boot_ap
 
@@ -277,115 +199,6 @@ def _summary(table, boot_auc, boot_ap, y_true, y_prob, mask, ci_level):
     return s
 
 
-def multilabel_auroc(y_true, y_score, label_mask=None, n_bootstrap: int = 0, seed: int = 0, patient_ids=None,
-                     ci_level: float = 0.95, n_jobs: int = 1) -> dict:
-    """Per-label and macro/micro AUROC and AUPRC, with percentile bootstrap CIs when `n_bootstrap > 0`.
-
-    The light-weight core of `evaluate_diagnosis` (no thresholds or calibration), used by the `evaluate` metric
-    module and the `Trainer` helper. Scores may be probabilities or logits: both metrics are rank-based.
-
-    Args:
-        y_true (array `(N, K)`): 0/1 labels; `NaN` or negative (e.g. `-100`) = missing.
-        y_score (array `(N, K)`): scores; `NaN` only where the label is missing.
-        label_mask, n_bootstrap, seed, patient_ids, ci_level, n_jobs: as in `evaluate_diagnosis`.
-
-    Returns:
-        `dict` of numpy arrays of shape `(K,)` (`auroc`, `auroc_ci_low`, `auroc_ci_high`, `auprc`, ..., `n_pos`,
-        `n_neg`, `defined`) and floats (`macro_auroc` (+ CI), `micro_auroc`, `macro_auprc` (+ CI),
-        `micro_auprc`, `n_defined`); undefined labels are `NaN` and left out of the macro averages.
-    """
-    y = np.asarray(y_true, dtype=np.float64)
-    p = np.asarray(y_score, dtype=np.float64)
-    y, p = (y[:, None] if y.ndim == 1 else y), (p[:, None] if p.ndim == 1 else p)
-    if y.shape != p.shape or y.ndim != 2:
-        raise ValueError(f"Shape mismatch: references {y.shape} vs predictions {p.shape} (expected (N, K) both).")
-    mask = np.isfinite(y) & (y >= 0)
-    if label_mask is not None:
-        mask &= np.asarray(label_mask, dtype=bool).reshape(y.shape)
-    if np.any(mask & ~np.isin(y, (0.0, 1.0))):
-        raise ValueError("References must be 0/1 (or NaN / negative for missing labels).")
-    if np.any(mask & ~np.isfinite(p)):
-        bad = int(np.sum(mask & ~np.isfinite(p)))
-        raise ValueError(f"Predictions hold {bad} NaN/inf value(s) at labelled entries.")
-    K = y.shape[1]
-    yb = y == 1
-    n_pos, n_neg = np.sum(mask & yb, axis=0), np.sum(mask & ~yb, axis=0)
-    defined = (n_pos > 0) & (n_neg > 0)
-    out = {key: np.full(K, np.nan) for key in ("auroc", "auroc_ci_low", "auroc_ci_high", "auprc", "auprc_ci_low",
-                                               "auprc_ci_high")}
-    for k in np.flatnonzero(defined):
-        m = mask[:, k]
-        out["auroc"][k] = roc_auc_score(yb[m, k], p[m, k])
-        out["auprc"][k] = average_precision_score(yb[m, k], p[m, k])
-    summary = dict(n_defined=int(defined.sum()),
-                   macro_auroc=float(np.mean(out["auroc"][defined])) if defined.any() else np.nan,
-                   macro_auprc=float(np.mean(out["auprc"][defined])) if defined.any() else np.nan)
-    for key in ("macro_auroc", "macro_auprc"):
-        summary[f"{key}_ci_low"] = summary[f"{key}_ci_high"] = np.nan
-    if n_bootstrap > 0 and defined.any():
-        cols = np.flatnonzero(defined)
-        a, ap, _ = bootstrap_auroc_auprc(yb[:, cols], p[:, cols], label_mask=mask[:, cols], n_bootstrap=n_bootstrap,
-                                         seed=seed, groups=patient_ids, n_jobs=n_jobs)
-        for name, boot in (("auroc", a), ("auprc", ap)):
-            lo, hi, _ = percentile_interval(boot, ci_level)
-            out[f"{name}_ci_low"][cols], out[f"{name}_ci_high"][cols] = lo, hi
-            with np.errstate(all="ignore"):
-                macro = np.nanmean(boot, axis=1)
-            lo, hi, _ = percentile_interval(macro[:, None], ci_level)
-            summary[f"macro_{name}_ci_low"], summary[f"macro_{name}_ci_high"] = float(lo[0]), float(hi[0])
-    yf, pf = yb[mask], p[mask]
-    both = yf.size > 0 and 0 < yf.sum() < yf.size
-    summary["micro_auroc"] = float(roc_auc_score(yf, pf)) if both else np.nan
-    summary["micro_auprc"] = float(average_precision_score(yf, pf)) if both else np.nan
-    return dict(**out, n_pos=n_pos, n_neg=n_neg, defined=defined, **summary)
-
-
-def age_bands(ages, edges=(40, 60, 80)) -> pd.Categorical:
-    """Age bands for subgroup analysis: `"<40"`, `"40-59"`, `"60-79"`, `">=80"` for the default edges.
-
-    Args:
-        ages (array `(n,)`): ages in years; `NaN` gives a missing value (left out of the breakdown).
-        edges (sequence of `int`): increasing band boundaries.
-
-    Returns:
-        An ordered `pandas.Categorical`, so that reports list the bands in age order.
-    """
-    ages = np.asarray(ages, dtype=np.float64).reshape(-1)
-    edges = [int(e) for e in edges]
-    if any(b <= a for a, b in zip(edges[:-1], edges[1:])):
-        raise ValueError(f"Age band edges must increase, got {edges}.")
-    names = [f"<{edges[0]}"] + [f"{a}-{b - 1}" for a, b in zip(edges[:-1], edges[1:])] + [f">={edges[-1]}"]
-    codes = np.searchsorted(np.asarray(edges, dtype=np.float64), ages, side="right")
-    codes = np.where(np.isfinite(ages), codes, -1)
-    return pd.Categorical.from_codes(codes, categories=names, ordered=True)
-
-
-def _subgroup_columns(subgroups, n):
-    """{variable: (values as an object array, ordered levels)}."""
-    if subgroups is None:
-        return {}
-    if isinstance(subgroups, pd.DataFrame):
-        subgroups = {c: subgroups[c] for c in subgroups.columns}
-    out = {}
-    for key, values in dict(subgroups).items():
-        categories = None
-        if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
-            values = values.array
-        if isinstance(values, pd.Categorical):
-            categories = [c for c in values.categories if (values == c).any()]
-        values = np.asarray(values, dtype=object).reshape(-1)
-        if values.shape != (n,):
-            raise ValueError(f"Subgroup {key!r} has {values.shape[0]} values for {n} samples.")
-        if categories is None:
-            categories = sorted({v for v in values if not _is_missing(v)}, key=lambda v: (str(type(v)), v))
-        out[str(key)] = (values, categories)
-    return out
-
-
-def _is_missing(v):
-    return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and v.strip() == "")
-
-
 def evaluate_diagnosis(
     y_true,
     y_prob,
@@ -400,6 +213,8 @@ def evaluate_diagnosis(
     n_bins: int = 10,
     subgroup_n_bootstrap: int | None = None,
     n_jobs: int = 1,
+    min_ci_positives: int = 10,
+    threshold_split: str | None = None,
 ) -> DiagnosisReport:
     """Evaluate multi-label diagnosis probabilities against labels.
 
@@ -419,7 +234,8 @@ def evaluate_diagnosis(
         threshold_method (*optional*, defaults to `"youden"`): how each condition's operating threshold is chosen:
             `"youden"`, `"balanced_accuracy"` (same point as Youden's), `"f1"`, `("sensitivity", 0.9)`,
             `("specificity", 0.95)` (all chosen on THIS data, so optimistic), `"label_space"` (the thresholds stored
-            in the label space, 0.5 where unset), a float, or K thresholds chosen elsewhere (e.g. on validation data).
+            in the label space, 0.5 where unset), a float, or K thresholds chosen elsewhere (e.g. on validation data;
+            `NaN` entries are chosen here with Youden's J and marked optimistic).
         subgroups (mapping or `DataFrame`, *optional*): subgroup variables, e.g. `{"sex": sex, "age_band":
             age_bands(age), "site": site}` (one value per row; `None`/`NaN` rows are left out of that variable).
             Each level gets the per-condition metrics at the overall thresholds.
@@ -427,6 +243,10 @@ def evaluate_diagnosis(
         n_bins (`int`, *optional*, defaults to 10): bins of the reliability diagram and ECE.
         subgroup_n_bootstrap (`int`, *optional*): resamples for subgroup CIs (defaults to `n_bootstrap`).
         n_jobs (`int`, *optional*, defaults to 1): threads for the bootstrap (`-1` = all cores).
+        min_ci_positives (`int`, *optional*, defaults to 10): conditions with fewer positives get no CI
+            (`ci_note` = "n too small").
+        threshold_split (`str`, *optional*): where given thresholds were chosen (e.g. `"validation"`), written to
+            the table's `threshold_source` and to `settings["threshold_split"]`.
 
     Returns:
         `DiagnosisReport` with `.table` (one row per condition), `.summary`, `.calibration`, `.subgroups`,
@@ -444,10 +264,12 @@ def evaluate_diagnosis(
     n_bootstrap = int(n_bootstrap)
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}.")
-    spec = _threshold_spec(threshold_method, label_space, K)
+    spec = threshold_spec(threshold_method, label_space, K)
+    given = threshold_split or ("label space" if spec[0] == "label_space" else "given")
 
     table, calibration, boot_auc, boot_ap = _per_condition(
-        y_true, y_prob, mask, label_space, spec, n_bootstrap, seed, patient_ids, ci_level, n_bins, n_jobs
+        y_true, y_prob, mask, label_space, spec, n_bootstrap, seed, patient_ids, ci_level, n_bins, n_jobs,
+        min_ci_positives=min_ci_positives, threshold_split=given,
     )
     summary = dict(
         n_samples=int(N),
@@ -458,18 +280,19 @@ def evaluate_diagnosis(
         n_bootstrap=n_bootstrap, seed=int(seed), ci_level=float(ci_level), ci_method="percentile bootstrap",
         resampling_unit="patient" if patient_ids is not None else "ECG",
         threshold_method=spec[0] if spec[1] is None else f"{spec[0]}>={spec[1]:g}", n_bins=int(n_bins),
+        threshold_split=threshold_split_text(table["threshold_source"], given), min_ci_positives=int(min_ci_positives),
     )
 
     sub_rows, sub_summary = [], []
     sub_b = n_bootstrap if subgroup_n_bootstrap is None else int(subgroup_n_bootstrap)
     thresholds = table["threshold"].to_numpy(dtype=np.float64)
-    for var, (values, levels) in _subgroup_columns(subgroups, N).items():
+    for var, (values, levels) in subgroup_columns(subgroups, N).items():
         for level in levels:
-            rows = np.array([not _is_missing(v) and v == level for v in values])
+            rows = np.array([not is_missing(v) and v == level for v in values])
             groups = patient_ids[rows] if patient_ids is not None else None
             sub_table, _, sb_auc, sb_ap = _per_condition(
                 y_true[rows], y_prob[rows], mask[rows], label_space, spec, sub_b, seed, groups, ci_level, n_bins,
-                n_jobs, fixed_thresholds=thresholds,
+                n_jobs, fixed_thresholds=thresholds, min_ci_positives=min_ci_positives, threshold_split=given,
             )
             sub_table.insert(0, "level", str(level))
             sub_table.insert(0, "variable", var)

@@ -8,11 +8,12 @@ so hand-written text survives re-evaluation.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
-from .report import fmt, horizon_label, markdown_table
+from .report import fmt, horizon_label, markdown_table, threshold_rule
 
 __all__ = ["write_model_card", "model_card_section", "RESEARCH_USE_STATEMENT", "SECTION_START", "SECTION_END"]
 
@@ -49,7 +50,7 @@ def _split_reports(reports, diagnosis_report, risk_report):
 def _diagnosis_section(rep, top_n, digits, dataset_name):
     parts = ["### Diagnosis", ""]
     if dataset_name:
-        parts += [f"Evaluated on **{dataset_name}**.", ""]
+        parts += [f"Evaluated on {_cohort(dataset_name)}.", ""]
     parts += [rep.summary_markdown(digits), ""]
     best, worst = rep.top(top_n), rep.bottom(top_n)
     if len(best):
@@ -68,7 +69,7 @@ def _diagnosis_section(rep, top_n, digits, dataset_name):
 def _risk_section(rep, top_n, digits, dataset_name):
     parts = ["### Future risk", ""]
     if dataset_name:
-        parts += [f"Evaluated on **{dataset_name}**.", ""]
+        parts += [f"Evaluated on {_cohort(dataset_name)}.", ""]
     parts += [rep.summary_markdown(digits), ""]
     best = rep.top(top_n)
     if len(best):
@@ -102,11 +103,21 @@ def model_card_section(diagnosis_report=None, risk_report=None, top_n: int = 10,
         lines += _risk_section(risk_report, top_n, digits, dataset_name)
     lines += [
         "Conditions whose metric is undefined (no positives, no negatives or no events in the evaluation data) are "
-        "reported as undefined, never as 0.5. Operating thresholds chosen on the evaluation data itself are "
-        "optimistic; choose them on separate validation data for deployment studies.",
+        "reported as undefined, never as 0.5. " + _threshold_note(diagnosis_report),
     ]
     text = "\n".join(lines).rstrip() + "\n"
     return f"{SECTION_START}\n{text}{SECTION_END}\n" if markers else text
+
+
+def _threshold_note(rep) -> str:
+    """Which threshold rule and split gave the reported sensitivity / specificity."""
+    if rep is None:
+        return ""
+    rule = threshold_rule(rep.settings)
+    if "optimistic" in rule:
+        return (f"Operating thresholds: {rule}: sensitivity and specificity at thresholds chosen on the data they are "
+                "reported on are optimistic; choose them on separate validation data for deployment studies.")
+    return f"Operating thresholds: {rule}; sensitivity and specificity are reported on the evaluation data."
 
 
 def _label_space_table(space, limit=None) -> str:
@@ -184,6 +195,27 @@ def _label_spaces(config, max_inline=20) -> list[str]:
     return out
 
 
+_SPLIT = re.compile(r"^(?P<name>.*?)\s*\[(?P<split>[A-Za-z0-9_.-]+)\]\s*$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def dataset_reference(dataset_name: str) -> tuple[str, str | None]:
+    """`(name, split)` for a model card's model-index from a cohort name such as `"/tmp/x/cinc_ds [test]"`: the
+    split comes out of the brackets, and a local path is reduced to its folder name, so no machine's path (or
+    temporary folder) is published. A Hub dataset id (`org/name`) is kept."""
+    m = _SPLIT.match(dataset_name)
+    name, split = (m.group("name"), m.group("split")) if m else (dataset_name, None)
+    name = name.strip()
+    if not _HUB_ID.match(name) or os.path.exists(name) or name.startswith(("/", "./", "../", "~")):
+        name = Path(name.rstrip("/\\")).name or "evaluation data"
+    return name, split
+
+
+def _cohort(dataset_name: str) -> str:
+    name, split = dataset_reference(dataset_name)
+    return f"**{name}**" + (f" ({split} split)" if split else "")
+
+
 def _header(license, tags, base_model, datasets, model_name, diagnosis_report, dataset_name):
     from huggingface_hub import ModelCardData
 
@@ -196,12 +228,13 @@ def _header(license, tags, base_model, datasets, model_name, diagnosis_report, d
         from huggingface_hub import EvalResult
 
         s = diagnosis_report.summary
+        name, split = dataset_reference(dataset_name)
         results = []
         for metric, value in (("macro_auroc", s.get("macro_auroc")), ("micro_auroc", s.get("micro_auroc")),
                               ("macro_auprc", s.get("macro_auprc"))):
             if value is not None and value == value:
                 results.append(EvalResult(task_type="ecg-classification", task_name="ECG diagnosis (multi-label)",
-                                          dataset_type=dataset_name, dataset_name=dataset_name, metric_type=metric,
+                                          dataset_type=name, dataset_name=name, dataset_split=split, metric_type=metric,
                                           metric_name=metric.replace("_", " "), metric_value=round(float(value), 4)))
         if results:
             kwargs["model_name"] = model_name
@@ -220,7 +253,7 @@ def write_model_card(
     base_model: str | None = None,
     intended_use: str | None = None,
     training_data: str | None = None,
-    license: str = "apache-2.0",
+    license: str = "mit",
     tags=None,
     datasets=None,
     dataset_name: str | None = None,
@@ -239,10 +272,13 @@ def write_model_card(
         base_model (`str`, *optional*): Hub id of the base model (e.g. the ECGFounder checkpoint repository).
         intended_use (`str`, *optional*): replaces the default intended-use paragraph.
         training_data (`str`, *optional*): description of the training data (a placeholder asks for it otherwise).
-        license (`str`, *optional*, defaults to `"apache-2.0"`): license id for the YAML header.
+        license (`str`, *optional*, defaults to `"mit"`): license id for the YAML header. The default is the licence
+            of the ECGFounder weights (PKUDigitalHealth/ECGFounder, MIT) that AnyECG models are fine-tuned from; a
+            model trained from scratch may state its own.
         tags (list of `str`, *optional*): extra Hub tags (added to the ECG defaults).
         datasets (list of `str`, *optional*): Hub dataset ids for the YAML header.
-        dataset_name (`str`, *optional*): name of the evaluation cohort (adds a `model-index` to the header).
+        dataset_name (`str`, *optional*): name of the evaluation cohort (adds a `model-index` to the header, with a
+            local path reduced to its folder name and a trailing `[split]` as the split: `dataset_reference`).
         top_n (`int`, *optional*, defaults to 10): rows of the best / worst tables.
         overwrite (`bool`, *optional*, defaults to `False`): rewrite an existing README.md entirely. Otherwise an
             existing card keeps its text: the marked evaluation section is replaced, or appended if absent.

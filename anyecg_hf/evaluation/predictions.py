@@ -2,8 +2,10 @@
 window aggregation) and evaluate it with `anyecg_hf.evaluation` (the recipes' periodic evaluation, `anyecg
 evaluate`).
 
-The model's conditions are matched to the dataset's by id, then by (code system, code), then by name; model
-conditions absent from the dataset are reported as undefined (their labels are masked), never scored against zeros.
+The model's conditions are matched to the dataset's by id, then by (code system, code), then by name
+(`anyecg_hf.evaluation.label_matching`); only matched conditions are scored, the unmatched ones are listed
+(`EvaluationResult.label_match`), never scored against zeros. A loss is computed only when the dataset's label
+columns are the model's outputs in order.
 """
 
 from __future__ import annotations
@@ -25,24 +27,13 @@ TARGET_KEYS = ("labels", "label_mask", "event_times", "events", "at_risk_mask", 
 
 
 def align_label_space(model_space: LabelSpace | None, data_space: LabelSpace | None) -> np.ndarray | None:
-    """For each model condition, the dataset column holding it (-1 when the dataset lacks it).
-
-    Matching: same id, else same code system and code, else same name (case-insensitive).
-    """
+    """For each model condition, the dataset column holding it (-1 when the dataset lacks it), as paired by
+    `anyecg_hf.evaluation.label_matching.match_label_spaces` (id, then code, then name)."""
     if model_space is None or data_space is None:
         return None
-    by_id = {c.id: j for j, c in enumerate(data_space)}
-    by_code = {(c.code_system, c.code): j for j, c in enumerate(data_space) if c.code}
-    by_name = {c.name.casefold(): j for j, c in enumerate(data_space)}
-    out = np.full(len(model_space), -1, np.int64)
-    for i, c in enumerate(model_space):
-        j = by_id.get(c.id)
-        if j is None and c.code:
-            j = by_code.get((c.code_system, c.code))
-        if j is None:
-            j = by_name.get(c.name.casefold())
-        out[i] = -1 if j is None else j
-    return out
+    from .label_matching import match_label_spaces
+
+    return match_label_spaces(model_space, data_space).model_to_data()
 
 
 def remap_columns(values: np.ndarray | None, mask: np.ndarray | None, index: np.ndarray, fill=0.0):
@@ -123,7 +114,9 @@ def _loss_targets(model, targets: dict) -> dict:
     """The targets this model's forward takes (a risk-only model gets no diagnosis labels, ...)."""
     keep = {}
     heads = model.heads
-    if heads["diagnosis"] and "labels" in targets:
+    n_out = getattr(getattr(model, "config", None), "num_labels", None)
+    if heads["diagnosis"] and "labels" in targets and targets["labels"].shape[-1] == n_out:
+        # a dataset with another label space (other width) has no loss: callers check the order (`is_identity`)
         keep["labels"], keep["label_mask"] = targets["labels"], targets.get("label_mask")
     if heads["risk"] and "event_times" in targets:
         keep.update(event_times=targets["event_times"], events=targets["events"], at_risk_mask=targets.get("at_risk_mask"))
@@ -140,10 +133,12 @@ class EvaluationResult:
     diagnosis_report: object = None
     risk_report: object = None
     regression_table: object = None
+    label_match: object = None  # `LabelMatch` of the diagnosis evaluation: matched and unmatched conditions
 
 
 def evaluate_predictions(preds: dict, config, data_label_space=None, data_risk_label_space=None, data_regression_names=None,
-                         patient_ids=None, n_bootstrap: int = 0, seed: int = 0, subgroups=None) -> EvaluationResult:
+                         patient_ids=None, n_bootstrap: int = 0, seed: int = 0, subgroups=None,
+                         label_match=None, validation_preds: dict | None = None) -> EvaluationResult:
     """Evaluate gathered predictions (`collect_predictions`) against the dataset's targets.
 
     Args:
@@ -154,6 +149,12 @@ def evaluate_predictions(preds: dict, config, data_label_space=None, data_risk_l
         patient_ids (*optional*): one per row, for patient-level bootstrap resampling.
         n_bootstrap (`int`): bootstrap resamples of the CIs (0 = point estimates only, for periodic evaluation).
         subgroups (*optional*): passed to `evaluate_diagnosis` (e.g. `{"sex": [...]}`).
+        label_match (`LabelMatch`, *optional*): how the dataset's label columns pair with the model's outputs
+            (default: `match_label_spaces(config.label_space, data_label_space)`). Only matched pairs are scored.
+        validation_preds (`dict`, *optional*): `collect_predictions` on the dataset's validation split (same label
+            space); each condition's operating threshold (Youden's J) is chosen there, so the reported sensitivity and
+            specificity are not optimistic. Without it, or where the validation split has no positive or no
+            negative, the threshold is chosen on the evaluated data and marked "optimistic".
 
     Returns:
         `EvaluationResult` with metrics `eval_loss`, `macro_auroc`, `macro_auprc`, `micro_auroc`, `mean_harrell_c`,
@@ -165,17 +166,33 @@ def evaluate_predictions(preds: dict, config, data_label_space=None, data_risk_l
     if "loss" in preds:
         res.metrics["eval_loss"] = preds["loss"]
     if "diagnosis_probs" in preds and "labels" in preds:
-        space = config.label_space
-        index = align_label_space(space, data_label_space or space)
-        y, m = remap_columns(preds["labels"], preds.get("label_mask"), index)
-        missing = [c.id for c, j in zip(space, index) if j < 0]
-        if missing:
-            logger.warning("%d model condition(s) are not in the dataset and are reported as undefined: %s",
-                           len(missing), ", ".join(missing[:10]))
-        res.diagnosis_report = evaluate_diagnosis(y, preds["diagnosis_probs"], space, label_mask=m, patient_ids=patient_ids,
-                                                  n_bootstrap=n_bootstrap, seed=seed, subgroups=subgroups)
-        s = res.diagnosis_report.summary
-        res.metrics.update({k: float(s[k]) for k in ("macro_auroc", "macro_auprc", "micro_auroc") if k in s})
+        from .label_matching import match_label_spaces
+        from .thresholds import thresholds_on
+
+        match = label_match or match_label_spaces(config.label_space, data_label_space or config.label_space)
+        res.label_match = match
+        if not match.is_identity:
+            logger.warning("%s", match.summary())
+        if match.pairs:
+            cols, outs = match.data_index, match.model_index
+            mask = preds.get("label_mask")
+            space = LabelSpace([match.data_space[j] for j in cols], name=getattr(match.data_space, "name", None))
+            thresholds, split = "youden", None
+            if validation_preds is not None and "diagnosis_probs" in validation_preds and "labels" in validation_preds:
+                vmask = validation_preds.get("label_mask")
+                thresholds = thresholds_on(validation_preds["labels"][:, cols],
+                                           validation_preds["diagnosis_probs"][:, outs],
+                                           None if vmask is None else vmask[:, cols])
+                split = "validation"
+            res.diagnosis_report = evaluate_diagnosis(
+                preds["labels"][:, cols], preds["diagnosis_probs"][:, outs], space,
+                label_mask=None if mask is None else mask[:, cols], patient_ids=patient_ids, n_bootstrap=n_bootstrap,
+                seed=seed, subgroups=subgroups, threshold_method=thresholds, threshold_split=split)
+            table = res.diagnosis_report.table
+            table.insert(4, "model_id", [match.model_space[i].id for i in outs])
+            table.insert(5, "matched_by", [how for _, _, how in match.pairs])
+            s = res.diagnosis_report.summary
+            res.metrics.update({k: float(s[k]) for k in ("macro_auroc", "macro_auprc", "micro_auroc") if k in s})
     risk_space = getattr(config, "risk_label_space", None)
     if "risk_scores" in preds and "event_times" in preds and risk_space is not None:
         index = align_label_space(risk_space, data_risk_label_space or risk_space)

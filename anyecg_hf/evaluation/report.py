@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["DiagnosisReport", "RiskReport", "markdown_table", "format_ci", "horizon_label"]
+__all__ = ["DiagnosisReport", "RiskReport", "markdown_table", "format_ci", "horizon_label", "threshold_rule"]
 
 
 # ----------------------------------------------------------------------------------------------- formatting
@@ -34,6 +34,20 @@ def format_ci(value, low, high, digits: int = 3) -> str:
     if _finite(low) and _finite(high):
         return f"{float(value):.{digits}f} [{float(low):.{digits}f}, {float(high):.{digits}f}]"
     return f"{float(value):.{digits}f}"
+
+
+def threshold_rule(settings: dict) -> str:
+    """`"youden, chosen on the validation split"`: the threshold rule and where it was applied, from a report's
+    settings (`threshold_split` is absent from reports written before it existed)."""
+    rule, split = settings.get("threshold_method", "youden"), settings.get("threshold_split")
+    if rule in ("fixed", "label_space") and split in (None, "given", "label space"):
+        return "given per condition" if rule == "fixed" else "the label space's thresholds"
+    where = split or "the evaluated data (optimistic)"
+    if where.startswith("evaluated data"):
+        where = "the " + where
+    elif where in ("validation", "train", "test"):
+        where = f"the {where} split"
+    return f"{'youden' if rule == 'fixed' else rule}, chosen on {where}"
 
 
 def horizon_label(h: float) -> str:
@@ -167,25 +181,32 @@ class DiagnosisReport(_RankedConditions):
             f"micro AUPRC: {fmt(s['micro_auprc'], digits)}.",
             f"- Conditions with AUROC {cut}.",
             f"- Macro expected calibration error: {fmt(s['macro_ece'], digits)}.",
-            f"- Thresholds: {st.get('threshold_method')}; {ci}.",
+            f"- Thresholds: {threshold_rule(st)}; {ci}"
+            + (f"; none for conditions with fewer than {st['min_ci_positives']} positives (n too small)."
+               if st.get("n_bootstrap") and st.get("min_ci_positives") else "."),
         ]
         return "\n".join(lines)
 
     def formatted_table(self, rows: pd.DataFrame | None = None, digits: int = 3) -> pd.DataFrame:
         rows = self.table if rows is None else rows
+        small = (rows["ci_note"] == "n too small").to_numpy() if "ci_note" in rows else np.zeros(len(rows), bool)
+
+        def with_ci(v, lo, hi, ok, tiny, why=None):
+            if not ok:
+                return f"undefined ({why})" if why else "undefined"
+            return f"{fmt(v, digits)} (n too small)" if tiny else format_ci(v, lo, hi, digits)
+
         out = pd.DataFrame(
             {
                 "Condition": rows["name"],
                 "Code": [("" if c is None or (isinstance(c, float) and math.isnan(c)) else c) for c in rows["code"]],
                 "n+": rows["n_pos"],
                 "n-": rows["n_neg"],
-                "AUROC [CI]": [
-                    format_ci(v, lo, hi, digits) if ok else f"undefined ({why})"
-                    for v, lo, hi, ok, why in zip(rows["auroc"], rows["auroc_ci_low"], rows["auroc_ci_high"],
-                                                  rows["defined"], rows["undefined_reason"])
-                ],
-                "AUPRC [CI]": [format_ci(v, lo, hi, digits) if ok else "undefined" for v, lo, hi, ok in
-                               zip(rows["auprc"], rows["auprc_ci_low"], rows["auprc_ci_high"], rows["defined"])],
+                "AUROC [CI]": [with_ci(v, lo, hi, ok, tiny, why) for v, lo, hi, ok, tiny, why in
+                               zip(rows["auroc"], rows["auroc_ci_low"], rows["auroc_ci_high"], rows["defined"], small,
+                                   rows["undefined_reason"])],
+                "AUPRC [CI]": [with_ci(v, lo, hi, ok, tiny) for v, lo, hi, ok, tiny in
+                               zip(rows["auprc"], rows["auprc_ci_low"], rows["auprc_ci_high"], rows["defined"], small)],
                 "Threshold": [fmt(v, digits) for v in rows["threshold"]],
                 "Sens": [fmt(v, digits) for v in rows["sensitivity"]],
                 "Spec": [fmt(v, digits) for v in rows["specificity"]],

@@ -142,7 +142,8 @@ class ECGDirectoryReader:
         n_read (`int`): records yielded so far.
     """
 
-    def __init__(self, folder, *, recursive: bool = True, formats=None, progress: bool = True, **read_kwargs):
+    def __init__(self, folder, *, recursive: bool = True, formats=None, progress: bool = True,
+                 follow_links: bool = False, **read_kwargs):
         self.folder = Path(os.fspath(folder))
         if not self.folder.is_dir():
             raise NotADirectoryError(f"Not a folder: {self.folder}")
@@ -153,7 +154,8 @@ class ECGDirectoryReader:
         self.skipped: list[str] = []
         self.n_read = 0
         self.files: list[Path] = [Path(p) for p in walk_ecg_files(self.folder, recursive=recursive,
-                                                                  skipped=self.skipped, errors=self.errors)]
+                                                                  skipped=self.skipped, errors=self.errors,
+                                                                  follow_links=follow_links)]
         self._progress = progress
         self._iter = None
 
@@ -197,7 +199,7 @@ class ECGDirectoryReader:
             )
 
 
-def read_ecg_dir(folder, *, recursive: bool = True, formats=None, progress: bool = True,
+def read_ecg_dir(folder, *, recursive: bool = True, formats=None, progress: bool = True, follow_links: bool = False,
                  **read_kwargs) -> ECGDirectoryReader:
     """Read every ECG file in a folder, lazily.
 
@@ -206,6 +208,8 @@ def read_ecg_dir(folder, *, recursive: bool = True, formats=None, progress: bool
         recursive (`bool`, defaults to `True`): include sub-folders (hidden ones are skipped).
         formats (`str` or `list[str]`, *optional*): only read files detected as these formats.
         progress (`bool`, defaults to `True`): show a tqdm progress bar.
+        follow_links (`bool`, defaults to `False`): read file links whose real path is outside `folder` (a folder of
+            links to a dataset); by default they are not opened and are listed in `.errors`.
         **read_kwargs: passed to `read_ecg` for every file (e.g. `sampling_rate=500` for `.npy` files).
 
     Returns:
@@ -213,4 +217,5 @@ def read_ecg_dir(folder, *, recursive: bool = True, formats=None, progress: bool
         Unreadable files do not stop the walk: they are collected in `.errors` as `(path, error class, message)`
         and summarised in a warning at the end.
     """
-    return ECGDirectoryReader(folder, recursive=recursive, formats=formats, progress=progress, **read_kwargs)
+    return ECGDirectoryReader(folder, recursive=recursive, formats=formats, progress=progress,
+                              follow_links=follow_links, **read_kwargs)

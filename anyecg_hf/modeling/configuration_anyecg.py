@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
+from .ecgfounder_labels import ECGFOUNDER_LABELS  # noqa: F401 - see below
 from .label_space import LabelSpace
+
+# trust_remote_code: transformers 5.0 copies only the DIRECT relative imports of a local folder's entry file into its
+# module cache, so every module this file needs (here label_space's ecgfounder_labels) is imported here directly.
 
 ANYECG_VERSION = "0.1.0"  # written into config.json so later releases can migrate old checkpoints
 

@@ -25,6 +25,8 @@ from .convert_ecgfounder import (
     load_ecgfounder_checkpoint,
     split_ecgfounder_state_dict,
 )
+from .ecgfounder_labels import ECGFOUNDER_LABELS  # noqa: F401 - trust_remote_code (configuration_anyecg.py says why)
+from .label_space import LabelSpace  # noqa: F401 - same
 from .layers import CACHE_BLOCK_SIZE, Stage, Stem, run_backbone
 
 try:  # transformers >= 5: init functions that skip weights already loaded from a checkpoint
