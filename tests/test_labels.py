@@ -147,10 +147,11 @@ def test_match_conditions_and_aggregate():
     ])
     matched, unmatched = match_conditions(model, data, crosswalk("ecgfounder", "snomed"))
     got = {m.id: (m.model_labels, m.tier, m.how) for m in matched}
-    # the data condition's own name matches first (case-insensitive), then the crosswalk with its strongest tier
-    assert got["SB"] == (("SINUS BRADYCARDIA",), "", "name")
+    # the data condition's own name matches (case-insensitive), and the crosswalk adds the labels that imply it
+    assert got["SB"] == (("SINUS BRADYCARDIA", "MARKED SINUS BRADYCARDIA"), "exact", "name+crosswalk")
     assert got["Brady"] == (("SINUS BRADYCARDIA", "MARKED SINUS BRADYCARDIA"), "broader", "crosswalk")
-    assert got["foo"] == (("Foo",), "", "name")
+    assert got["foo"] == (("Foo",), "exact", "name")
+    assert match_conditions(model, data)[0][0].tier == ""  # no crosswalk: no tier
     assert [m.id for m in unmatched] == ["PRWP"]
     probs = np.array([[0.2, 0.7, 0.1, 0.0], [0.6, 0.1, 0.3, 1.0]])
     brady = [m for m in matched if m.id == "Brady"]
