@@ -204,6 +204,7 @@ def test_cli_rows_equal_the_profiling_pipeline(tiny_model, assets, tmp_path):
     for got, exp in zip(rows, expected):
         assert got.pop("path") in map(str, files)
         assert got.pop("measurements") is None  # the archive adds the file's measurements; WFDB stores none
+        assert got.pop("precision") == "fp32"  # the default, recorded in every row
         assert got.keys() == exp.keys()
         for k in exp:
             if isinstance(exp[k], float):
@@ -275,9 +276,42 @@ def test_risk_model_rows_equal_the_profiling_pipeline(head, assets, tmp_path):
     for got, exp in zip(rows, expected):
         got.pop("path")
         assert got.pop("measurements") is None
+        assert got.pop("precision") == "fp32"
         assert got.keys() == {str(k) for k in exp}
         for k, v in exp.items():
             if isinstance(v, float):
                 assert got[k] == pytest.approx(v, abs=1e-6), k
             else:
                 assert got[k] == v, k
+
+
+def test_precision_is_applied_and_recorded(tiny_model, sample_dir, tmp_path, monkeypatch, capsys):
+    """`--precision bf16` runs under bf16 autocast (scores move, but by < 0.02 on this model) and every row and the
+    manifest say so; the deprecated `--dtype` alias still works; fp16 on a CPU without it is a usage error."""
+    from anyecg_hf.runtime import precision as P
+
+    d, _ = sample_dir
+    runs = {}
+    for name, flag in (("fp32", []), ("bf16", ["--precision", "bf16"]), ("alias", ["--dtype", "bfloat16"])):
+        out = tmp_path / name
+        assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(out), "--workers", "0",
+                         "--no-progress", *flag]) == 0
+        df = pd.read_parquet(out).sort_values("path")
+        runs[name] = (np.stack(df.probabilities), set(df.precision), json.loads((out / "_SUCCESS").read_text()))
+    assert "--dtype is deprecated; use --precision bf16" in capsys.readouterr().err
+    p32, p16, alias = runs["fp32"], runs["bf16"], runs["alias"]
+    assert p32[1] == {"fp32"} and p16[1] == alias[1] == {"bf16"}
+    assert p32[2]["precision"] == "fp32" and p16[2]["precision"] == "bf16"
+    assert 0 < np.abs(p16[0] - p32[0]).max() < 0.02
+    np.testing.assert_array_equal(p16[0], alias[0])
+
+    csv_out = tmp_path / "p.csv"
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(csv_out), "--workers", "0",
+                     "--no-progress", "--precision", "bf16"]) == 0
+    with open(csv_out, newline="") as f:
+        assert {r["precision"] for r in csv.DictReader(f)} == {"bf16"}
+
+    monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(tmp_path / "f16"), "--workers", "0",
+                     "--no-progress", "--precision", "fp16", "--device", "cpu"]) == 2
+    assert "no native float16" in capsys.readouterr().err

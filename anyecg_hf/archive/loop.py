@@ -4,13 +4,14 @@ atomically written Parquet chunks (`store.ShardWriter`)."""
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 
 import numpy as np
 
 from ..prediction import aggregate_windows, window_outputs
+from ..runtime.precision import autocast as precision_autocast
+from ..runtime.precision import precision_dtype
 from . import store
 from .guard import escape_text
 from .cpu import readers_share_cores, worker_context, worker_init
@@ -33,15 +34,6 @@ def forward_batch(model, inputs: dict, device, micro_batch: int, task: str, auto
                 out = model(**chunk, return_dict=True)
             pieces.append(window_outputs(model, out, task))
     return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0] if pieces[0][k] is not None}
-
-
-def autocast_factory(dtype: str, device):
-    import torch
-
-    if dtype in (None, "float32", "fp32"):
-        return contextlib.nullcontext
-    torch_dtype = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
-    return lambda: torch.autocast(device.type, dtype=torch_dtype)
 
 
 def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: RowBuilder, meta: dict,
@@ -72,7 +64,8 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
         multiprocessing_context=mp_context,
     )
     writer = store.ShardWriter(settings.parts_dir, ctx.rank, meta, settings.chunk_size, settings.flush_seconds)
-    autocast = autocast_factory(settings.dtype, device)
+    dtype = precision_dtype(meta["precision"])  # resolved once, in the runner
+    autocast = lambda: precision_autocast(dtype, device)  # noqa: E731
     bar = None
     if ctx.is_main and settings.progress:
         from tqdm.auto import tqdm

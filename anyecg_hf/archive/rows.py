@@ -9,7 +9,7 @@ from .guard import escape_text
 
 
 def _dict_column(value: str, n: int) -> pa.DictionaryArray:
-    """A constant string column that costs one dictionary entry (model id, revision, preprocessing)."""
+    """A constant string column that costs one dictionary entry (model id, revision, preprocessing, precision)."""
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string()))
 
 
@@ -25,8 +25,10 @@ def _fixed_list(values: np.ndarray) -> pa.Array:
 class RowBuilder:
     """Turns a batch's aggregated outputs into an Arrow table of result rows (one per record)."""
 
-    def __init__(self, task: str, config, model_id: str, revision: str, preprocessing: str, threshold=None):
+    def __init__(self, task: str, config, model_id: str, revision: str, preprocessing: str, threshold=None,
+                 precision: str = "fp32"):
         self.task = task
+        self.precision = precision
         self.model_id = model_id
         self.revision = revision
         self.preprocessing = preprocessing
@@ -64,4 +66,5 @@ class RowBuilder:
         cols["model"] = _dict_column(self.model_id, n)
         cols["model_revision"] = _dict_column(self.revision, n)
         cols["preprocessing"] = _dict_column(self.preprocessing, n)
+        cols["precision"] = _dict_column(self.precision, n)
         return pa.table(cols)

@@ -25,6 +25,7 @@ import threading
 import time
 
 from ..processing import filters
+from ..runtime.precision import precision_label, resolve_precision
 from . import guard, store
 from .cpu import default_threads, default_workers, preprocessing_threads
 from .distributed import DistContext, init_distributed
@@ -106,6 +107,11 @@ def _run_locked(settings: JobSettings, ctx: DistContext, lock) -> JobResult:
     warm = threading.Thread(target=filters.warm_up, name="anyecg-warm-up", daemon=True)
     warm.start()
 
+    try:  # e.g. fp16 on a CPU without native float16
+        precision = precision_label(resolve_precision(settings.precision, ctx.device))
+    except ValueError as err:
+        raise JobUsageError(f"--precision: {err}") from None
+
     # 1-2. model (rank 0 first: it converts the default model once) and plan (rank 0); then agree.
     status: dict = {"error": None}
     loaded = meta = None
@@ -127,6 +133,7 @@ def _run_locked(settings: JobSettings, ctx: DistContext, lock) -> JobResult:
     if loaded is not None:
         model, extractor, model_id, revision = loaded
         meta = job_metadata(settings, model, extractor, model_id, revision)
+        meta["precision"] = precision
         if settings.task == "profile" and not any(model.heads.values()):
             status["error"] = ("JobUsageError", f"the model {model_id} ({type(model).__name__}) has no diagnosis or "
                                "risk head: use `anyecg embed` for embeddings, or a model with a head")
@@ -153,7 +160,7 @@ def _run_locked(settings: JobSettings, ctx: DistContext, lock) -> JobResult:
     warm.join()
     indices, paths, info = store.read_plan(settings.parts_dir, ctx.rank, ctx.world_size)
     builder = RowBuilder(settings.task, model.config, model_id, revision, json.dumps(meta["preprocessing"], sort_keys=True),
-                         settings.threshold)
+                         settings.threshold, meta["precision"])
     t_start = time.perf_counter()
     counts = stream(settings, ctx, model, extractor, builder, meta, indices, paths, workers)
     counts["wall"] = time.perf_counter() - t_start
@@ -192,19 +199,18 @@ def _run_locked(settings: JobSettings, ctx: DistContext, lock) -> JobResult:
             from .render import render
 
             rendered = render(settings.parts_dir, settings.out, settings.format, settings.task, model.config,
-                              settings.top_k, settings.threshold, settings.horizons, _model_info(settings, model))
+                              settings.top_k, settings.threshold, settings.horizons,
+                              _model_info(settings, model, meta["precision"]))
             if not settings.keep_parts:
                 shutil.rmtree(settings.parts_dir, ignore_errors=True)
         print_summary(result, settings, rendered, log)
     return result
 
 
-def _model_info(settings: JobSettings, model):
-    """Model id / revision / precision for FHIR output (`None` for the other formats)."""
+def _model_info(settings: JobSettings, model, precision: str):
+    """Model id / revision / the precision the job ran in, for FHIR output (`None` for the other formats)."""
     if settings.format != "fhir":
         return None
     from ..reporting.context import ModelInfo
 
-    precision = getattr(settings, "precision", None) or {"float32": "fp32", "bfloat16": "bf16",
-                                                         "float16": "fp16"}.get(settings.dtype, settings.dtype)
     return ModelInfo.from_model(model, settings.model, settings.revision, precision)

@@ -78,7 +78,8 @@ class JobSettings:
             the `positive` column of Parquet rows.
         read_kwargs (`dict`): passed to `read_ecg` (`format`, `sampling_rate`, `lead_names`, `units`).
         quality (`bool`): signal-quality flags in the `warnings` column.
-        dtype (`str`): `"float32"`, or `"bfloat16"`/`"float16"` autocast (GPU).
+        precision (`str`): `"fp32"` (default), `"bf16"`, `"fp16"` or `"auto"`
+            (`anyecg_hf.runtime.precision.resolve_precision`); recorded in the `precision` column and the manifest.
         threads (`int`, *optional*): torch CPU threads per process.
         progress (`bool`): progress bar on rank 0.
         keep_parts (`bool`): keep the Parquet parts of a CSV/JSON output after rendering.
@@ -113,7 +114,7 @@ class JobSettings:
     horizons: Sequence[float] | None = None
     read_kwargs: dict = field(default_factory=dict)
     quality: bool = True
-    dtype: str = "float32"
+    precision: str = "fp32"
     threads: int | None = None
     progress: bool = True
     keep_parts: bool = False

@@ -47,7 +47,8 @@ def risk_path(out: str) -> str:
 def run(args) -> int:
     from .errors import CLIError
     from ..io import ECGReadError, read_ecg
-    from ..plotting import NoRiskCurvesError, plot_ecg, plot_risk_curves, risk_curves
+    from ..plotting import plot_ecg
+    from ..risk_plots import NoRiskCurvesError, plot_risk_curves, risk_curves
 
     try:
         record = read_ecg(args.file, format=args.input_format)

@@ -15,6 +15,8 @@ import sys
 import tempfile
 import textwrap
 
+from ..runtime.precision import add_precision_argument, precision_from_args
+
 EXIT_CODES = """\
 exit codes (for scripts):
   0    every input was read; or some inputs were unreadable but at least one was processed (the unreadable
@@ -83,8 +85,7 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
     m.add_argument("--revision", metavar="REV", help="Hub revision (branch, tag or commit)")
     m.add_argument("--device", metavar="DEV",
                    help="cpu, cuda, cuda:1, ... (default: one GPU per process when there are GPUs, else CPU)")
-    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="compute dtype (bfloat16/float16 = autocast, for GPUs; default float32)")
+    add_precision_argument(m)
     m.add_argument("--batch-size", type=int, default=64, metavar="N", help="ECGs per forward pass (default 64)")
     m.add_argument("--windowing", choices=("sliding", "first", "center"), default="sliding",
                    help="records longer than the model's input (10 s): windows over the whole record (sliding, as the "
@@ -222,8 +223,9 @@ def run(args, task: str) -> int:
         device=args.device, batch_size=args.batch_size, workers=args.workers, chunk_size=args.chunk_size,
         resume=args.resume, overwrite=args.overwrite, retry_errors=args.retry_errors, limit=args.limit,
         aggregate=args.aggregate, windowing=args.windowing, top_k=getattr(args, "top_k", None), threshold=getattr(args, "threshold", None),
-        horizons=getattr(args, "horizons", None), read_kwargs=read_kwargs, quality=args.quality, dtype=args.dtype,
-        threads=args.threads, progress=args.progress, keep_parts=args.keep_parts, follow_links=args.follow_links,
+        horizons=getattr(args, "horizons", None), read_kwargs=read_kwargs, quality=args.quality,
+        precision=precision_from_args(args), threads=args.threads, progress=args.progress, keep_parts=args.keep_parts,
+        follow_links=args.follow_links,
     )
     try:
         result = run_job(settings)
