@@ -269,3 +269,18 @@ def test_statement_label_table_and_dataset(tmp_path):
     snomed_table, snomed_space, _, _ = statement_label_table(folder, target="snomed")
     row = snomed_table.set_index("record_id").loc["E07501"]
     assert sorted(c.id for c in snomed_space if row[c.id] == 1) == ["164947007", "270492004", "426783006"]
+
+
+def test_statements_from_philips_and_dicom_files():
+    from anyecg_hf.io import read_ecg
+
+    formats = ASSETS / "formats"
+    r = label_statements(read_ecg(formats / "philips_sierra_1_03.xml").metadata["diagnosis_statements"])
+    # Philips appends criteria in parentheses ("Sinus bradycardia (rate< 50)") and frames alerts (">>> Acute MI <<<")
+    assert r.labels == ["SINUS BRADYCARDIA", "NONSPECIFIC INTRAVENTRICULAR CONDUCTION DELAY", "INFERIOR INFARCT",
+                        "ACUTE", "ACUTE MI"]
+    r = label_statements(read_ecg(formats / "philips_sierra_1_04_01.xml").metadata["diagnosis_statements"])
+    assert r.labels == ["SINUS RHYTHM"] and r.unmapped == [
+        "Abnormal R-wave progression, early transition (QRS area>0 in V2)"]
+    r = label_statements(read_ecg(formats / "dicom_waveform_ecg.dcm").metadata["diagnosis_statements"])
+    assert r.labels == [] and r.unmapped == ["RITMO SINUSALE", "ECG NORMALE"]  # Italian: reported, not guessed
