@@ -308,4 +308,4 @@ def test_crosswalk_accepts_12sl_variants_of_model_labels():
     assert unmatched == []
     assert [m.model_labels for m in matched] == [("Sinus bradycardia.",), ("1st degree AV block",),
                                                  ("Low QRS voltages",)]
-    assert [m.how for m in matched] == ["crosswalk", "crosswalk", "name"]  # the last one's name is the data's name
+    assert [m.how for m in matched] == ["crosswalk", "name", "name"]  # the last two have the data's names
