@@ -46,11 +46,11 @@ def register(subparsers) -> None:
 
 
 def _load_model(name):
-    from transformers import AutoModel
-
     import anyecg_hf  # noqa: F401 - registers the AnyECG classes with AutoModel
 
-    model = AutoModel.from_pretrained(name)
+    from ..modeling.loading import load_checked
+
+    model = load_checked(name)  # missing / non-finite weights refused in one line (ValueError)
     if not (hasattr(model, "classifier") or getattr(model, "risk_head", None) is not None):
         raise ValueError(f"{name} is a bare backbone ({type(model).__name__}) with no diagnosis or risk head to evaluate; "
                          "its config.architectures must name a head class.")
