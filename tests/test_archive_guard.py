@@ -75,6 +75,8 @@ def test_second_job_refused_while_first_holds_the_folder(model, folder, tmp_path
             time.sleep(0.05)
         assert _holder_pid(out) == first.pid, "the first job never took the lock"
         os.kill(first.pid, signal.SIGSTOP)  # it holds the lock; keep it there while the second job tries
+        live_tmp = out / f".part-r00000-c000099.parquet.tmp-{first.pid}"  # a live job's half-written chunk
+        live_tmp.write_bytes(b"partial")
         second = _cli("profile", folder, *_base(model, out))  # a real second process: exit 2, never 134
         assert second.returncode == 2, (second.returncode, second.stderr[-1500:])
         assert f"pid {first.pid}" in second.stderr and "in use by another job" in second.stderr
@@ -82,6 +84,8 @@ def test_second_job_refused_while_first_holds_the_folder(model, folder, tmp_path
         capsys.readouterr()
         assert cli_main(["profile", str(folder), *map(str, _base(model, out)), "--resume"]) == 2
         assert f"pid {first.pid}" in capsys.readouterr().err
+        assert live_tmp.exists()  # the refused jobs never cleaned the live job's temporary files
+        live_tmp.unlink()
         os.kill(first.pid, signal.SIGCONT)
         _, err = first.communicate(timeout=300)
         assert first.returncode == 0, err[-2000:]

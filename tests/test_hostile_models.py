@@ -86,3 +86,12 @@ def test_cli_refuses_before_any_row(good_model, assets, tmp_path):
     assert res.returncode == 3, res.stderr[-2000:]
     assert "Traceback" not in res.stderr and "tensor(s) missing" in res.stderr
     assert not out.exists()
+
+
+def test_export_onnx_refuses_nan_weights(good_model, tmp_path, capsys):
+    from anyecg_hf.cli import main
+
+    path = _variant(good_model, tmp_path, "nan", _nan)
+    assert main(["export-onnx", str(path), str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite" in err and "Traceback" not in err and not (tmp_path / "x.onnx").exists()

@@ -72,8 +72,9 @@ def _implausible_without_warning(rec) -> str | None:
     if finite.any() and np.abs(x[finite]).max() > 1e5:
         return f"amplitude {np.abs(x[finite]).max():.3g} mV returned"
     spans = [np.ptp(row[np.isfinite(row)]) for row in x if np.isfinite(row).any()]
+    peak = np.abs(x[finite]).max() if finite.any() else 0.0
     doubtful = (fs < 100 or x.shape[1] / fs < 1 or not spans or max(spans) > 50 or np.median(spans) > 200
-                or max(spans) < 0.02)
+                or max(spans) < 0.02 or peak > 50)
     if doubtful and not rec.metadata.get("plausibility_warnings"):
         return (f"implausible record without a warning: {fs} Hz, {x.shape[1]} samples, spans "
                 f"{min(spans, default=0):.3g}-{max(spans, default=0):.3g} mV")

@@ -95,6 +95,10 @@ def test_csv_with_a_million_columns_refused_fast(tmp_path):
         with pytest.raises(ECGReadError, match="column|first line") as err:
             read_ecg(wide, sampling_rate=500)
     assert "wide.csv" in str(err.value)
+    code = (f"from anyecg_hf.io import read_ecg, ECGReadError\n"
+            f"try:\n    read_ecg({str(wide)!r}, sampling_rate=500)\nexcept ECGReadError as e:\n    print('refused', e)\n")
+    peak, out = _peak_rss_mb(code)
+    assert out.startswith("refused") and peak < 64, f"peak memory grew by {peak:.0f} MB refusing a 10^6-column CSV"
     # a header of 20 columns, then one row of 10^6 fields: refused from the first 20 lines too
     rows = tmp_path / "rows.csv"
     rows.write_text("I,II\n" + ",".join("1" for _ in range(2000)) + "\n")
@@ -224,6 +228,12 @@ def test_gate_on_read_records(tmp_path):
     spike = _ecg()
     spike.signal[3, 100] = 80.0
     assert _codes(read_ecg(write_npz(spike, tmp_path / "s.npz"))) == ["amplitude_high"]
+    # a 200 mV DC offset under a normal ECG: the spans are fine, the level is not
+    offset = _ecg()
+    offset.signal += 200.0
+    warned = read_ecg(write_npz(offset, tmp_path / "o.npz")).metadata["plausibility_warnings"]
+    assert [w["code"] for w in warned] == ["amplitude_high"]
+    assert warned[0]["value"] == pytest.approx(float(np.abs(offset.signal).max()), rel=1e-6)
     # 0.5 s at 60 Hz: short and low-rate
     assert _codes(read_ecg(write_npz(_ecg(seconds=0.5, fs=60), tmp_path / "l.npz"))) == ["low_rate", "short"]
     # the warnings survive JSON (metadata must stay serialisable)
@@ -267,3 +277,19 @@ def test_csv_huge_exponent_is_an_error_not_a_crash(tmp_path):
     path.write_text("time,I\n" + rows.replace("0.002,0.1", "0.002,-1e3090000023", 1) + "\n")
     with pytest.raises(ECGReadError, match="infinite"):
         read_ecg(path)
+
+
+def test_unopenable_file_is_an_ecgreaderror(tmp_path, monkeypatch):
+    path = tmp_path / "locked.xml"
+    path.write_text("<RestingECG/>")
+    real_open = open
+
+    def deny(file, *args, **kwargs):  # root ignores chmod: refuse the open itself
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", deny)
+    with pytest.raises(ECGReadError, match="Permission denied") as err:
+        read_ecg(path)
+    assert "locked.xml" in str(err.value)

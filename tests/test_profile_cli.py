@@ -315,3 +315,35 @@ def test_precision_is_applied_and_recorded(tiny_model, sample_dir, tmp_path, mon
     assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(tmp_path / "f16"), "--workers", "0",
                      "--no-progress", "--precision", "fp16", "--device", "cpu"]) == 2
     assert "no native float16" in capsys.readouterr().err
+
+
+def test_preprocessing_on_the_device_gives_the_same_rows(tiny_model, sample_dir, assets, tmp_path):
+    """`--preprocess-on device` (what a GPU job does, here on CPU tensors): readers only read and select leads, the
+    recipe runs as torch operations next to the model; the rows equal the CPU readers' rows (probabilities to
+    1e-5, warnings and window counts exactly), including a long record cut into sliding windows and a record
+    with flat leads and the unreadable inputs."""
+    d = tmp_path / "ecgs"
+    shutil.copytree(sample_dir[0], d)
+    import wfdb
+    from scipy import signal as sps
+
+    src = assets / "data" / "cinc2021"
+    for ext in (".hea", ".mat"):  # flat leads: quality warnings
+        shutil.copy(src / f"JS20004{ext}", d / f"JS20004{ext}")
+    a, fields = wfdb.rdsamp(str(src / "HR06000"))
+    b, _ = wfdb.rdsamp(str(src / "JS20000"))
+    long = sps.resample_poly(np.concatenate([a, b[:2500]]), 1, 2, axis=0)  # 15 s at 250 Hz: resampled, 2 windows
+    wfdb.wrsamp("LONG250", fs=250, units=["mV"] * 12, sig_name=fields["sig_name"], p_signal=long,
+                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(d))
+    frames = {}
+    for where in ("cpu", "device"):
+        out = tmp_path / where
+        assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(out), "--workers", "0",
+                         "--no-progress", "--preprocess-on", where, "--device", "cpu"]) == 0
+        frames[where] = pd.read_parquet(out).sort_values("path").reset_index(drop=True)
+    cpu, dev = frames["cpu"], frames["device"]
+    assert cpu.path.tolist() == dev.path.tolist() and len(cpu) == N_RECORDS + 2
+    assert cpu.n_windows.tolist() == dev.n_windows.tolist() and max(dev.n_windows) > 1
+    assert [list(w) for w in cpu.warnings] == [list(w) for w in dev.warnings]
+    assert any(len(w) for w in dev.warnings)
+    np.testing.assert_allclose(np.stack(dev.probabilities), np.stack(cpu.probabilities), atol=1e-5)

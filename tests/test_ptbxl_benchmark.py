@@ -212,3 +212,29 @@ def test_benchmark_command_zero_shot(seeded_model_12, tmp_path):
     assert ours["superdiagnostic"] == pytest.approx(per_task["auroc"].dropna().mean())
     assert "xresnet1d101" in (out / "benchmark.md").read_text()
     assert table.loc[table["model"] == "xresnet1d101", "rhythm"].item() == 0.957
+
+
+def test_benchmark_prepare_only_writes_task_datasets(tmp_path, capsys):
+    import warnings
+
+    from anyecg_hf.cli import main
+    from anyecg_hf.data import get_label_space, load_ecg_dataset
+
+    _ptbxl_with_records(tmp_path / "ptbxl", [{"NORM": 100.0, "SR": 0.0}, {"PVC": 100.0}, {"AFIB": 100.0}])
+    out = tmp_path / "bench"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["benchmark", "ptbxl", "--data", str(tmp_path / "ptbxl"), "--out", str(out), "--prepare-only",
+                     "--tasks", "rhythm,form"])
+    assert code == 0
+    rhythm = load_ecg_dataset(out / "datasets" / "rhythm")
+    assert list(rhythm) == ["test"] and sorted(rhythm["test"]["record_id"]) == ["1", "3"]  # PVC-only record dropped
+    assert get_label_space(rhythm["test"]).ids == ["SR", "AFIB"]
+    form = load_ecg_dataset(out / "datasets" / "form")
+    assert form["test"]["record_id"] == ["2"]
+    printed = capsys.readouterr().out
+    assert "recipes/finetune_diagnosis.py" in printed and f"--model rhythm={out / 'runs' / 'rhythm' / 'final'}" in printed
+    assert main(["benchmark", "ptbxl", "--data", str(tmp_path / "ptbxl"), "--out", str(out), "--tasks", "bogus"]) == 2
+    assert "unknown task(s) ['bogus']" in capsys.readouterr().err
+    assert main(["benchmark", "ptbxl", "--data", str(tmp_path / "ptbxl"), "--out", str(out)]) == 2  # no --model
+    assert "no --model for task(s)" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from . import store
 from .guard import escape_text
 from .cpu import readers_share_cores, worker_context, worker_init
 from .dataset import ECGFileDataset, RampUpBatches, StringTable, collate_items
+from .device_preprocessing import device_inputs, use_device_preprocessing
 from .distributed import DistContext
 from .memory import TRIM_EVERY, heap_trimmer, keep_freed_memory
 from .rows import RowBuilder
@@ -50,8 +51,13 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
 
         gate = (mp_context or mp.get_context()).Event()
         gate.set()
+    preprocessor = None
+    if use_device_preprocessing(settings.preprocess_on, device):
+        from ..processing.torch_preprocessing import TorchPreprocessor
+
+        preprocessor = TorchPreprocessor(extractor, device)
     dataset = ECGFileDataset(StringTable(paths), extractor, indices=indices, read_kwargs=settings.read_kwargs,
-                             quality=settings.quality, gate=gate)
+                             quality=settings.quality, gate=gate, raw=preprocessor is not None)
     del paths
     loader = DataLoader(
         dataset,
@@ -75,7 +81,7 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
     t0 = time.perf_counter()
     model_s = 0.0  # time in the forward pass: model_s / seconds near 1 means reading keeps up with the model
     try:
-        model_s = stream_batches(settings, loader, model, device, builder, writer, autocast, bar, gate)
+        model_s = stream_batches(settings, loader, model, device, builder, writer, autocast, bar, gate, preprocessor)
     except RuntimeError as err:
         if "DataLoader worker" not in str(err):
             raise
@@ -90,7 +96,8 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
             "model_seconds": model_s, "workers": workers, "readers_gated": gate is not None, "files": writer.files}
 
 
-def stream_batches(settings, loader, model, device, builder, writer, autocast, bar, gate=None) -> float:
+def stream_batches(settings, loader, model, device, builder, writer, autocast, bar, gate=None,
+                   preprocessor=None) -> float:
     model_s = 0.0
     trim = heap_trimmer()
     keep_freed_memory()
@@ -103,6 +110,10 @@ def stream_batches(settings, loader, model, device, builder, writer, autocast, b
             if gate is not None:
                 gate.clear()  # readers pause: the model has the cores
             try:
+                if "raw" in batch.inputs:  # preprocessing on the device (counted as model time: same device)
+                    batch.inputs, batch.window_to_record = device_inputs(batch.inputs["raw"], preprocessor)
+                    for j, count in enumerate(np.bincount(batch.window_to_record, minlength=len(batch.items))):
+                        batch.items[j].meta["n_windows"] = int(count)
                 outs = forward_batch(model, batch.inputs, device, settings.batch_size, settings.task, autocast)
             finally:
                 if gate is not None:

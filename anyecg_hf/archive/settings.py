@@ -80,6 +80,8 @@ class JobSettings:
         quality (`bool`): signal-quality flags in the `warnings` column.
         precision (`str`): `"fp32"` (default), `"bf16"`, `"fp16"` or `"auto"`
             (`anyecg_hf.runtime.precision.resolve_precision`); recorded in the `precision` column and the manifest.
+        preprocess_on (`str`): `"auto"` (default: on the model's device when it is a GPU, the readers then only read
+            files), `"cpu"` (the readers preprocess) or `"device"` (`archive/device_preprocessing.py`).
         threads (`int`, *optional*): torch CPU threads per process.
         progress (`bool`): progress bar on rank 0.
         keep_parts (`bool`): keep the Parquet parts of a CSV/JSON output after rendering.
@@ -115,6 +117,7 @@ class JobSettings:
     read_kwargs: dict = field(default_factory=dict)
     quality: bool = True
     precision: str = "fp32"
+    preprocess_on: str = "auto"
     threads: int | None = None
     progress: bool = True
     keep_parts: bool = False

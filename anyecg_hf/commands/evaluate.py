@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..runtime.precision import add_precision_argument, precision_from_args, precision_label, resolve_precision
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -27,6 +29,7 @@ def register(subparsers) -> None:
                    help="which preprocessed windows to use per record ('all' averages them)")
     p.add_argument("--num-proc", type=int, default=None, help="processes for preprocessing")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    add_precision_argument(p)
     p.add_argument("--threshold-split", default="validation",
                    help="split on which each condition's operating threshold (Youden's J) is chosen (default: "
                    "validation); without it the thresholds are chosen on the evaluated split and marked optimistic")
@@ -43,11 +46,11 @@ def register(subparsers) -> None:
 
 
 def _load_model(name):
-    from transformers import AutoModel
-
     import anyecg_hf  # noqa: F401 - registers the AnyECG classes with AutoModel
 
-    model = AutoModel.from_pretrained(name)
+    from ..modeling.loading import load_checked
+
+    model = load_checked(name)  # missing / non-finite weights refused in one line (ValueError)
     if not (hasattr(model, "classifier") or getattr(model, "risk_head", None) is not None):
         raise ValueError(f"{name} is a bare backbone ({type(model).__name__}) with no diagnosis or risk head to evaluate; "
                          "its config.architectures must name a head class.")
@@ -143,6 +146,10 @@ def run(args) -> int:
 
     ds = prepared(ds)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        compute = resolve_precision(precision_from_args(args), device)
+    except ValueError as err:
+        raise CLIError(f"--precision: {err}") from None
     model.to(device)
     dl = loader(ds)
     data_space = get_label_space(ds)
@@ -152,12 +159,14 @@ def run(args) -> int:
                  else match_label_spaces(config.label_space, data_space))
         print(match.summary())
     # a loss only means something when the label columns are the model's outputs, in order
-    preds = collect_predictions(model, dl, progress=True, compute_loss=match is None or match.is_identity)
+    preds = collect_predictions(model, dl, progress=True, compute_loss=match is None or match.is_identity,
+                                precision=compute)
     val_preds = None
     if match is not None and match.pairs:
         val = _threshold_split(args)
         if val is not None:
-            val_preds = collect_predictions(model, loader(prepared(val)), progress=True, compute_loss=False)
+            val_preds = collect_predictions(model, loader(prepared(val)), progress=True, compute_loss=False,
+                                            precision=compute)
             print(f"thresholds: Youden's J on the {args.threshold_split} split ({len(val)} records)")
         else:
             print(f"thresholds: chosen on the {args.split} split itself (optimistic: {args.dataset} has no "
@@ -182,7 +191,8 @@ def run(args) -> int:
         raise CLIError(f"{args.dataset} [{args.split}] has no targets this model predicts (diagnosis labels for its "
                        f"classifier, time_/event_ columns for its risk head).{unmatched}")
     out = Path(args.out)
-    written = write_evaluation(out, result, model_name=args.model, dataset=f"{args.dataset} [{args.split}]")
+    written = write_evaluation(out, result, model_name=args.model, dataset=f"{args.dataset} [{args.split}]",
+                               precision=precision_label(compute))
     written += _phecode_summary(out, result, preds, config)
     _write_predictions(out, ds, preds, config)
     print(f"wrote {out}: {', '.join(sorted(written))}")
@@ -191,9 +201,10 @@ def run(args) -> int:
     return 0
 
 
-def write_evaluation(out: Path, result, model_name: str, dataset: str) -> list[str]:
+def write_evaluation(out: Path, result, model_name: str, dataset: str, precision: str = "fp32") -> list[str]:
     """Tables, figures, summary and model-card section of an `EvaluationResult` (`anyecg_hf.evaluation.write_report`),
-    plus `metrics.json` and, for a regression head, `regression.csv`."""
+    plus `metrics.json` and, for a regression head, `regression.csv`; `precision` (the model's compute precision)
+    goes into `metrics.json` and the model-card section."""
     from ..evaluation import write_report
 
     out.mkdir(parents=True, exist_ok=True)
@@ -202,7 +213,7 @@ def write_evaluation(out: Path, result, model_name: str, dataset: str) -> list[s
                      dataset_name=dataset)
     if result.regression_table is not None and len(result.regression_table):
         result.regression_table.to_csv(out / "regression.csv", index=False)
-    summary = {"model": model_name, "dataset": dataset, **result.metrics}
+    summary = {"model": model_name, "dataset": dataset, "precision": precision, **result.metrics}
     match = result.label_match
     if match is not None:
         match.to_frame().to_csv(out / "label_matching.csv", index=False)
@@ -219,6 +230,11 @@ def write_evaluation(out: Path, result, model_name: str, dataset: str) -> list[s
             line = match.model_card_line() + " " if hasattr(match, "model_card_line") else ""
             with section.open("a", encoding="utf-8") as f:
                 f.write("\n\n**Label matching.** " + line + match.summary().replace("\n", " ") + "\n")
+    section = out / "model_card_section.md"
+    if section.exists():
+        with section.open("a", encoding="utf-8") as f:
+            f.write(f"\n\n**Precision.** Predictions computed in {precision} "
+                    f"({'float32, the default' if precision == 'fp32' else 'autocast, opt-in'}).\n")
     (out / "metrics.json").write_text(json.dumps(summary, indent=1, default=float))
     return sorted(p.name for p in out.iterdir())
 

@@ -86,6 +86,9 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
     m.add_argument("--device", metavar="DEV",
                    help="cpu, cuda, cuda:1, ... (default: one GPU per process when there are GPUs, else CPU)")
     add_precision_argument(m)
+    m.add_argument("--preprocess-on", choices=("auto", "cpu", "device"), default="auto",
+                   help="where filtering / resampling / z-score run: auto (default) = on the model's device when it "
+                   "is a GPU (the readers then only read files), else in the CPU readers; device forces it")
     m.add_argument("--batch-size", type=int, default=64, metavar="N", help="ECGs per forward pass (default 64)")
     m.add_argument("--windowing", choices=("sliding", "first", "center"), default="sliding",
                    help="records longer than the model's input (10 s): windows over the whole record (sliding, as the "
@@ -224,7 +227,7 @@ def run(args, task: str) -> int:
         resume=args.resume, overwrite=args.overwrite, retry_errors=args.retry_errors, limit=args.limit,
         aggregate=args.aggregate, windowing=args.windowing, top_k=getattr(args, "top_k", None), threshold=getattr(args, "threshold", None),
         horizons=getattr(args, "horizons", None), read_kwargs=read_kwargs, quality=args.quality,
-        precision=precision_from_args(args), threads=args.threads, progress=args.progress, keep_parts=args.keep_parts,
+        precision=precision_from_args(args), preprocess_on=args.preprocess_on, threads=args.threads, progress=args.progress, keep_parts=args.keep_parts,
         follow_links=args.follow_links,
     )
     try:

@@ -87,7 +87,12 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
         ValueError: an unknown `format` name or `waveform` value.
     """
     path = Path(os.fspath(path))
-    fmt = normalize_format(format) if format is not None else detect_format(path)
+    try:
+        fmt = normalize_format(format) if format is not None else detect_format(path)
+    except (FileNotFoundError, ECGReadError):
+        raise
+    except OSError as err:  # no permission, I/O error: the file cannot be read, say which and why
+        raise ECGReadError(path, f"cannot open the file ({err.strerror or err})") from None
     if not path.exists() and not (fmt == "wfdb" and wfdb_header_for(path) is not None):
         raise FileNotFoundError(f"No such file: {path}")
     if path.exists() and not path.is_dir():

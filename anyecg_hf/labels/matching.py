@@ -39,6 +39,15 @@ class ConditionMatch:
                 "model_labels": " | ".join(self.model_labels), "tier": self.tier, "matched_by": self.how}
 
 
+def _canonical(name: str) -> str:
+    """A label name as the crosswalk knows it: 12SL variants a model may use (other case, trailing punctuation, the
+    continuation "WITH " added or dropped, known wordings) resolve to the ECGFounder label."""
+    from .statements import _lookup, normalize_statement
+
+    text = normalize_statement(name)
+    return (_lookup(text) or text).casefold()
+
+
 def _direct(model_space, condition):
     for i, m in enumerate(model_space):
         if m.id == condition.id:
@@ -69,11 +78,11 @@ def match_conditions(model_space, data_space, label_map=None, tiers=IMPLIED_TIER
     if bad:
         raise ValueError(f"tiers {bad} are not crosswalk tiers ({', '.join(t for t in TIERS if t != 'none')}).")
     rank = {t: i for i, t in enumerate(TIERS)}
-    by_name = {m.name.casefold(): i for i, m in enumerate(model_space)}
+    by_name = {_canonical(m.name): i for i, m in enumerate(model_space)}
     by_code: dict[str, list[tuple[int, str]]] = {}
     if label_map is not None:
         for row in label_map.itertuples(index=False):
-            i = by_name.get(str(row.label).casefold())
+            i = by_name.get(_canonical(str(row.label)))
             if i is not None and row.tier in tiers and row.code:
                 by_code.setdefault(str(row.code).strip().casefold(), []).append((i, row.tier))
     matched, unmatched = [], []

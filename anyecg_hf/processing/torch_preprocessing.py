@@ -245,7 +245,7 @@ def preprocess_raw_inputs(raw: list[dict], preprocessor: TorchPreprocessor) -> d
         groups.setdefault((float(r["fs"]), r["x"].shape[-1]), []).append(j)
     parts = []
     for (fs, _), members in groups.items():
-        x = torch.from_numpy(np.stack([np.asarray(raw[j]["x"], dtype=np.float64) for j in members]))
+        x = torch.from_numpy(np.stack([np.asarray(raw[j]["x"]) for j in members]))  # cast on the device
         mask = torch.from_numpy(np.stack([np.asarray(raw[j]["lead_mask"], dtype=bool) for j in members]))
         out = preprocessor(x, fs, mask)
         out["window_to_record"] = torch.as_tensor(members, device=out["window_to_record"].device)[out["window_to_record"]]
