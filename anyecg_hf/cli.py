@@ -27,6 +27,8 @@ COMMANDS = {
     "build-dataset": ("build_dataset", "build a fine-tuning dataset from a folder of ECG files and a label table"),
     "build-targets": ("build_targets", "build phecode diagnosis and risk targets from EHR extracts (diagnosis codes, "
                       "follow-up)"),
+    "benchmark": ("benchmark", "reproduce a public benchmark table (PTB-XL: macro AUROC of six tasks beside the "
+                  "published rows)"),
     "export-onnx": ("export_onnx", "export a model to ONNX (dynamic batch) and check it with ONNX Runtime"),
     "report": ("report", "HTML report per ECG (tracing, measurements, top conditions, quality, risk) + index page"),
     "app": ("app", "web app: upload an ECG (or pick a sample), see its report, download the rows (needs [app])"),

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,43 @@ def assets_dir() -> Path:
 
 def parity_dir() -> Path:
     return assets_dir() / "fixtures" / "ecgfounder_parity"
+
+
+def copy_cinc_records(folder, n: int) -> list[str]:
+    """Copy the first `n` CinC records of the assets (`.hea` + `.mat`) into `folder` (created); their names."""
+    src = assets_dir() / "data" / "cinc2021"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.stem for p in src.glob("*.hea"))[:n]
+    for name in names:
+        for ext in (".hea", ".mat"):
+            shutil.copy(src / f"{name}{ext}", folder / f"{name}{ext}")
+    return names
+
+
+class Hang(BaseException):
+    """Raised by `hang_guard`; a `BaseException` so that no `except Exception` in the code under test (readers
+    wrap every parser failure into `ECGReadError`) can turn a hang into an ordinary error."""
+
+
+@contextmanager
+def hang_guard(seconds: int):
+    """Raise `Hang` after `seconds` (SIGALRM; a no-op where there is none). A guard for tests of bounded work, never
+    a timing assertion: the limit is far above the expected time."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def boom(signum, frame):
+        raise Hang(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, boom)
+    signal.alarm(int(seconds))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def tiny_config(**overrides) -> AnyECGConfig:

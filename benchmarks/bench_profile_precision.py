@@ -32,7 +32,7 @@ from bench_end_to_end import make_archive, make_model  # noqa: E402
 
 def profile(archive: Path, model: Path, out: Path, precision: str, extra: list[str]) -> dict:
     cmd = [sys.executable, "-m", "anyecg_hf.cli", "profile", str(archive), "--model", str(model), "--out", str(out),
-           "--format", "parquet", "--no-progress", "--overwrite", "--precision", precision, *extra]
+           "--format", "parquet", "--no-progress", "--overwrite", "--follow-links", "--precision", precision, *extra]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), HF_HUB_OFFLINE="1")
     proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:

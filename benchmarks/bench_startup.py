@@ -59,8 +59,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = make_model(tmp / "model")
-        job = ["-m", "anyecg_hf.cli", "profile", str(record), "--model", str(model), "--no-progress", "--overwrite",
-               "--precision", args.precision]
+        job = ["-m", "anyecg_hf.cli", "profile", str(record), "--model", str(model), "--no-progress", "--overwrite"]
+        job += ["--precision", args.precision] if args.precision != "fp32" else []
         steps = {
             "python -c pass": [py, "-c", "pass"],
             "anyecg --help": [py, "-m", "anyecg_hf.cli", "--help"],

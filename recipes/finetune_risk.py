@@ -27,6 +27,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from anyecg_hf.runtime.precision import accelerate_mixed_precision
 from anyecg_hf.modeling import AnyECGForRiskPrediction
 from anyecg_hf.training import (
     TrainState,
@@ -69,7 +70,7 @@ def run(cfg: dict) -> dict:
     out = Path(t["output_dir"])
     log_with = None if t["log_with"] in (None, "none") else t["log_with"]
     accelerator = Accelerator(
-        mixed_precision=t["mixed_precision"],
+        mixed_precision=accelerate_mixed_precision(t["mixed_precision"]),  # "auto": bf16 where native
         gradient_accumulation_steps=t["gradient_accumulation_steps"],
         log_with=log_with,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),

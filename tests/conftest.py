@@ -47,6 +47,17 @@ def tiny():
     return tiny_config()
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A saved tiny `AnyECGForDiagnosis` folder (seed 0): config, safetensors weights, preprocessor config."""
+    from anyecg_hf import AnyECGForDiagnosis
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_model") / "tiny"
+    AnyECGForDiagnosis(tiny_config()).save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -10,19 +10,15 @@ import pytest
 from anyecg_hf.data import LabelTableError, build_ecg_dataset, read_label_table
 from anyecg_hf.data.builder import PatientLeakageError
 from anyecg_hf.modeling import LabelSpace
+from anyecg_hf.testing import copy_cinc_records
 
 N = 10
 
 
 @pytest.fixture(scope="module")
-def records(assets, tmp_path_factory):
+def records(tmp_path_factory):
     d = tmp_path_factory.mktemp("rec") / "records"
-    d.mkdir()
-    names = sorted(p.stem for p in (assets / "data" / "cinc2021").glob("*.hea"))[:N]
-    for n in names:
-        for ext in (".hea", ".mat"):
-            shutil.copy(assets / "data" / "cinc2021" / f"{n}{ext}", d / f"{n}{ext}")
-    return d, names
+    return d, copy_cinc_records(d, N)
 
 
 def _table(names, **cols):
@@ -79,7 +75,7 @@ def test_path_outside_the_records_folder_is_refused(records, tmp_path):
     shutil.copy(folder / f"{names[0]}.hea", outside / "x.hea")
     paths = [f"{n}.hea" for n in names]
     paths[2] = str(outside / "x.hea")  # absolute, exists, but not in the records folder
-    paths[5] = f"../elsewhere/x.hea"  # relative, leaves the folder
+    paths[5] = "../elsewhere/x.hea"  # relative, leaves the folder
     path = tmp_path / "p.csv"
     _table(names, path=paths).to_csv(path, index=False)
     with pytest.raises(LabelTableError) as err:

@@ -327,3 +327,11 @@ def test_build_with_the_packaged_phecode12_map(ehr, tmp_path):
     assert _cell(t, "E1", "250.2") == (0, ("E", pytest.approx(434 / 365.25)))
     assert _cell(t, "E3", "250") == (1, None) and _cell(t, "E3", "250.2") == (None, None)  # child excluded by parent
     assert _cell(t, "E4", "401.1")[0] == 1  # I10 -> essential hypertension (401.1) and its parent
+
+
+def test_datetimes_are_compared_at_day_resolution(ehr, tmp_path):
+    t = _wide(ehr, tmp_path)
+    # E1 at 2020-01-01T08:30, prostate code at 2023-01-10 14:00: exactly 1105 days, no fraction of a day
+    assert _cell(t, "E1", "185")[1] == ("E", 1105 / 365.25)
+    # E4 at 2020-01-01 07:00, I10 at 2020-01-01T23:59: the same day, so prevalent (not an event 0.7 days later)
+    assert _cell(t, "E4", "401") == (1, None)

@@ -175,3 +175,27 @@ def test_collect_predictions_never_computes_a_loss_over_other_label_columns():
     assert "loss" not in preds and preds["diagnosis_probs"].shape == (4, 150) and preds["labels"].shape == (4, 26)
     batch = {"input_values": torch.randn(4, 12, 500), "labels": torch.zeros(4, 150)}
     assert np.isfinite(collect_predictions(model, [batch], compute_loss=True)["loss"])
+
+
+def test_evaluate_precision_is_applied_and_recorded(cinc_scored, ecgfounder_space_model, tmp_path, capsys):
+    """`--precision bf16`: predictions from bf16 autocast (close to, not equal to, fp32), and `metrics.json` and the
+    model-card section say which precision produced them."""
+    from anyecg_hf.cli import main
+
+    probs, metrics = {}, {}
+    for precision in ("fp32", "bf16"):
+        report = tmp_path / precision
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code = main(["evaluate", "--model", str(ecgfounder_space_model), "--dataset", str(cinc_scored),
+                         "--split", "test", "--out", str(report), "--n-bootstrap", "0", "--subgroups", "none",
+                         "--precision", precision])
+        assert code == 0
+        frame = pd.read_parquet(report / "predictions.parquet")
+        probs[precision] = frame[[c for c in frame.columns if c.startswith("prob_")]].to_numpy(dtype=float)
+        metrics[precision] = json.loads((report / "metrics.json").read_text())
+        assert f"**Precision.** Predictions computed in {precision}" in (report / "model_card_section.md").read_text()
+    capsys.readouterr()
+    assert metrics["fp32"]["precision"] == "fp32" and metrics["bf16"]["precision"] == "bf16"
+    diff = np.abs(probs["bf16"] - probs["fp32"]).max()
+    assert 0 < diff < 0.02

@@ -11,8 +11,8 @@ from anyecg_hf.evaluation.bootstrap import (
     bootstrap_auroc_auprc,
     percentile_interval,
     weighted_auroc_auprc,
-    weighted_concordance,
 )
+from anyecg_hf.evaluation.concordance import weighted_concordance
 
 
 def _tied_data(rng, n=240):

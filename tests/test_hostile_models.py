@@ -13,19 +13,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from anyecg_hf.modeling.loading import ModelWeightsError, load_checked
-from anyecg_hf.testing import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def good_model(tmp_path_factory):
-    from anyecg_hf import AnyECGForDiagnosis
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("m") / "good"
-    AnyECGForDiagnosis(tiny_config()).save_pretrained(path)
-    return path
+def good_model(tiny_model_dir):
+    return tiny_model_dir
 
 
 def _variant(good, tmp_path, name, edit):
@@ -92,3 +86,12 @@ def test_cli_refuses_before_any_row(good_model, assets, tmp_path):
     assert res.returncode == 3, res.stderr[-2000:]
     assert "Traceback" not in res.stderr and "tensor(s) missing" in res.stderr
     assert not out.exists()
+
+
+def test_export_onnx_refuses_nan_weights(good_model, tmp_path, capsys):
+    from anyecg_hf.cli import main
+
+    path = _variant(good_model, tmp_path, "nan", _nan)
+    assert main(["export-onnx", str(path), str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite" in err and "Traceback" not in err and not (tmp_path / "x.onnx").exists()

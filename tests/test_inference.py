@@ -5,6 +5,7 @@ mid-way and resumed gives exactly one row per readable input."""
 import json
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -52,9 +53,11 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def archive(assets, tmp_path_factory):
-    """COPIES folders of symlinks to the 50 CinC records, plus three inputs that cannot be read."""
+    """COPIES folders of symlinks to the 50 CinC records, plus three inputs that cannot be read. The links lead to
+    a hidden copy inside the archive folder (links leading outside a walked folder are not read by default)."""
     root = tmp_path_factory.mktemp("archive")
-    src = assets / "data" / "cinc2021"
+    src = root / ".src"
+    shutil.copytree(assets / "data" / "cinc2021", src)
     for c in range(COPIES):
         d = root / f"c{c}"
         d.mkdir()
@@ -147,10 +150,15 @@ def test_discovery_dedupes_wfdb_and_reads_manifests(tmp_path, assets):
     (d / ".hidden" / "y.xml").write_text("<RestingECG/>")
     (d / "orphan.dat").write_bytes(b"\0" * 10)
     expected = [str(d / "E07500.hea"), str(d / "E07501.hea"), str(d / "sub" / "x.xml")]
-    assert discover_inputs([d]) == expected
+    # links leading outside the folder are not read unless asked (a folder of links to a dataset)
+    skipped = []
+    assert discover_inputs([d], skipped=skipped) == expected[2:]
+    assert sorted(os.path.basename(p) for p, _, _ in skipped) == ["E07500.hea", "E07501.hea"]  # .mat: part of a record
+    assert discover_inputs([d], follow_links=True) == expected
     # a .mat named explicitly is its record's .hea; the same input twice is kept once, in argument order
-    assert discover_inputs([d / "E07501.mat", d, d / "E07500.hea"]) == [expected[1], expected[0], expected[2]]
-    assert discover_inputs([d], limit=2) == expected[:2]
+    assert discover_inputs([d / "E07501.mat", d, d / "E07500.hea"], follow_links=True) == [expected[1], expected[0],
+                                                                                            expected[2]]
+    assert discover_inputs([d], limit=2, follow_links=True) == expected[:2]
     assert discover_inputs([d], extensions=".xml") == expected[2:]
     # manifests: paths relative to the manifest's folder, WFDB record ids without extension, CSV or Parquet
     pd.DataFrame({"record_id": ["E07501", "sub/x.xml", "missing.hea"]}).to_csv(d / "m.csv", index=False)
@@ -179,7 +187,7 @@ def test_plan_slices_are_the_round_robin_shards(tmp_path):
     for rank in range(3):
         idx, p, info = store.read_plan(str(tmp_path), rank, 3, batch_rows=7)  # several record batches
         assert list(idx) == [100 + i for i in shard(23, rank, 3)] and info == {"inputs": 23}
-        assert p.to_pylist() == [paths[i] for i in shard(23, rank, 3)]
+        assert [os.fsdecode(b) for b in p.to_pylist()] == [paths[i] for i in shard(23, rank, 3)]  # OS bytes
         seen += list(idx)
     assert sorted(seen) == list(index)
 
@@ -328,7 +336,7 @@ def test_sigkill_then_resume_gives_exactly_one_row_per_input(tiny_model, archive
     src, out = archive / "c0", tmp_path / "killed"  # one copy (50 records + a corrupt file) keeps this test short
     cmd = [sys.executable, "-m", "anyecg_hf.cli", "profile", str(src), "--model", str(tiny_model),
            "--out", str(out), "--workers", "1", "--batch-size", "4", "--chunk-size", "8", "--no-quality",
-           "--no-progress"]
+           "--no-progress", "--follow-links"]  # c0's links lead to the archive's hidden copy, outside c0
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
@@ -345,7 +353,7 @@ def test_sigkill_then_resume_gives_exactly_one_row_per_input(tiny_model, archive
     assert 0 < n_rows < 50 and not (out / "_SUCCESS").exists()
 
     result = run_job(JobSettings(inputs=[str(src)], out=str(out), model=str(tiny_model), workers=1,
-                                 batch_size=32, resume=True, quality=False, progress=False,
+                                 batch_size=32, resume=True, quality=False, progress=False, follow_links=True,
                                  log=open(os.devnull, "w")))
     assert result.skipped == n_before
     assert result.processed + result.failed + result.skipped == 51

@@ -6,34 +6,18 @@ timed assertion."""
 
 import json
 import os
-import signal
-import struct
 import subprocess
 import sys
 import zipfile
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 from anyecg_hf.io import ECGReadError, ECGRecord, read_ecg, read_ecg_dir, write_csv, write_npz
 from anyecg_hf.io.plausibility import assess
+from anyecg_hf.testing import hang_guard
 
 HANG_S = 60
-
-
-@contextmanager
-def hang_guard(seconds=HANG_S):
-    def boom(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _ecg(seconds=10, fs=500, leads=12, scale=1.0):
@@ -86,7 +70,7 @@ def test_npz_bomb_refused_with_bounded_memory(tmp_path):
     bomb = tmp_path / "bomb.npz"
     _write_bomb(bomb, 384 << 20)  # 384 MiB of zeros in ~0.4 MB
     assert bomb.stat().st_size < 2 << 20
-    with hang_guard():
+    with hang_guard(HANG_S):
         with pytest.raises(ECGReadError, match="zip bomb") as err:
             read_ecg(bomb)
     assert "bomb.npz" in str(err.value)
@@ -107,10 +91,14 @@ def test_npz_honest_archive_still_reads(tmp_path):
 def test_csv_with_a_million_columns_refused_fast(tmp_path):
     wide = tmp_path / "wide.csv"
     wide.write_text(",".join(f"c{i}" for i in range(10**6)) + "\n" + ",".join("1" for _ in range(10**6)) + "\n")
-    with hang_guard():
+    with hang_guard(HANG_S):
         with pytest.raises(ECGReadError, match="column|first line") as err:
             read_ecg(wide, sampling_rate=500)
     assert "wide.csv" in str(err.value)
+    code = (f"from anyecg_hf.io import read_ecg, ECGReadError\n"
+            f"try:\n    read_ecg({str(wide)!r}, sampling_rate=500)\nexcept ECGReadError as e:\n    print('refused', e)\n")
+    peak, out = _peak_rss_mb(code)
+    assert out.startswith("refused") and peak < 64, f"peak memory grew by {peak:.0f} MB refusing a 10^6-column CSV"
     # a header of 20 columns, then one row of 10^6 fields: refused from the first 20 lines too
     rows = tmp_path / "rows.csv"
     rows.write_text("I,II\n" + ",".join("1" for _ in range(2000)) + "\n")
@@ -149,6 +137,12 @@ def test_folder_walk_skips_fifos_and_outside_links(tmp_path):
     assert set(errors) == {"pipe", "pipe.xml", "leak.csv", "up"}
     assert "outside the input folder" in errors["leak.csv"] and "FIFO" in errors["pipe"]
     assert str(secret) not in " ".join(errors.values())  # the target is never named
+    # a folder of links to a dataset elsewhere: asked for explicitly (folder links are still not walked)
+    with hang_guard(30):
+        reader = read_ecg_dir(inside, progress=False, follow_links=True)
+        got = sorted(os.path.basename(r.source) for r in reader)
+    assert got == ["alias.csv", "good.csv", "leak.csv"]
+    assert sorted(os.path.basename(p) for p, _, _ in reader.errors) == ["pipe", "pipe.xml", "up"]
 
 
 def _edf_with_duration(src, dst, text):
@@ -234,6 +228,12 @@ def test_gate_on_read_records(tmp_path):
     spike = _ecg()
     spike.signal[3, 100] = 80.0
     assert _codes(read_ecg(write_npz(spike, tmp_path / "s.npz"))) == ["amplitude_high"]
+    # a 200 mV DC offset under a normal ECG: the spans are fine, the level is not
+    offset = _ecg()
+    offset.signal += 200.0
+    warned = read_ecg(write_npz(offset, tmp_path / "o.npz")).metadata["plausibility_warnings"]
+    assert [w["code"] for w in warned] == ["amplitude_high"]
+    assert warned[0]["value"] == pytest.approx(float(np.abs(offset.signal).max()), rel=1e-6)
     # 0.5 s at 60 Hz: short and low-rate
     assert _codes(read_ecg(write_npz(_ecg(seconds=0.5, fs=60), tmp_path / "l.npz"))) == ["low_rate", "short"]
     # the warnings survive JSON (metadata must stay serialisable)
@@ -277,3 +277,19 @@ def test_csv_huge_exponent_is_an_error_not_a_crash(tmp_path):
     path.write_text("time,I\n" + rows.replace("0.002,0.1", "0.002,-1e3090000023", 1) + "\n")
     with pytest.raises(ECGReadError, match="infinite"):
         read_ecg(path)
+
+
+def test_unopenable_file_is_an_ecgreaderror(tmp_path, monkeypatch):
+    path = tmp_path / "locked.xml"
+    path.write_text("<RestingECG/>")
+    real_open = open
+
+    def deny(file, *args, **kwargs):  # root ignores chmod: refuse the open itself
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", deny)
+    with pytest.raises(ECGReadError, match="Permission denied") as err:
+        read_ecg(path)
+    assert "locked.xml" in str(err.value)

@@ -147,10 +147,11 @@ def test_match_conditions_and_aggregate():
     ])
     matched, unmatched = match_conditions(model, data, crosswalk("ecgfounder", "snomed"))
     got = {m.id: (m.model_labels, m.tier, m.how) for m in matched}
-    # the data condition's own name matches first (case-insensitive), then the crosswalk with its strongest tier
-    assert got["SB"] == (("SINUS BRADYCARDIA",), "", "name")
+    # the data condition's own name matches (case-insensitive), and the crosswalk adds the labels that imply it
+    assert got["SB"] == (("SINUS BRADYCARDIA", "MARKED SINUS BRADYCARDIA"), "exact", "name+crosswalk")
     assert got["Brady"] == (("SINUS BRADYCARDIA", "MARKED SINUS BRADYCARDIA"), "broader", "crosswalk")
-    assert got["foo"] == (("Foo",), "", "name")
+    assert got["foo"] == (("Foo",), "exact", "name")
+    assert match_conditions(model, data)[0][0].tier == ""  # no crosswalk: no tier
     assert [m.id for m in unmatched] == ["PRWP"]
     probs = np.array([[0.2, 0.7, 0.1, 0.0], [0.6, 0.1, 0.3, 1.0]])
     brady = [m for m in matched if m.id == "Brady"]
@@ -268,3 +269,43 @@ def test_statement_label_table_and_dataset(tmp_path):
     snomed_table, snomed_space, _, _ = statement_label_table(folder, target="snomed")
     row = snomed_table.set_index("record_id").loc["E07501"]
     assert sorted(c.id for c in snomed_space if row[c.id] == 1) == ["164947007", "270492004", "426783006"]
+
+
+def test_statements_from_philips_and_dicom_files():
+    from anyecg_hf.io import read_ecg
+
+    formats = ASSETS / "formats"
+    r = label_statements(read_ecg(formats / "philips_sierra_1_03.xml").metadata["diagnosis_statements"])
+    # Philips appends criteria in parentheses ("Sinus bradycardia (rate< 50)") and frames alerts (">>> Acute MI <<<")
+    assert r.labels == ["SINUS BRADYCARDIA", "NONSPECIFIC INTRAVENTRICULAR CONDUCTION DELAY", "INFERIOR INFARCT",
+                        "ACUTE", "ACUTE MI"]
+    r = label_statements(read_ecg(formats / "philips_sierra_1_04_01.xml").metadata["diagnosis_statements"])
+    assert r.labels == ["SINUS RHYTHM"] and r.unmapped == [
+        "Abnormal R-wave progression, early transition (QRS area>0 in V2)"]
+    r = label_statements(read_ecg(formats / "dicom_waveform_ecg.dcm").metadata["diagnosis_statements"])
+    assert r.labels == [] and r.unmapped == ["RITMO SINUSALE", "ECG NORMALE"]  # Italian: reported, not guessed
+
+
+def test_common_cinc_codes_all_match_the_150_labels():
+    from anyecg_hf.data.cinc import snomed_label_space
+
+    codes = ["270492004", "59118001", "713427006", "164909002", "733534002", "426177001", "427084000", "164889003"]
+    data = snomed_label_space(codes)  # as build_cinc names a folder's codes
+    matched, unmatched = match_conditions(LabelSpace.ecgfounder(), data, resolve_crosswalk("snomed"))
+    assert unmatched == [] and [m.code for m in matched] == codes
+    labels = {m.code: m.model_labels for m in matched}
+    assert labels["270492004"] == ("WITH 1ST DEGREE AV BLOCK", "WITH PROLONGED AV CONDUCTION")
+    assert labels["733534002"] == ("LEFT BUNDLE BRANCH BLOCK",)
+    assert "ATRIAL FIBRILLATION" in labels["164889003"] and "SINUS TACHYCARDIA" in labels["427084000"]
+
+
+def test_crosswalk_accepts_12sl_variants_of_model_labels():
+    model = LabelSpace.from_names(["Sinus bradycardia.", "1st degree AV block", "Low QRS voltages"])
+    data = _space([{"id": "Brady", "name": "bradycardia", "code_system": "SNOMED-CT", "code": "426627000"},
+                   {"id": "IAVB", "name": "1st degree av block", "code_system": "SNOMED-CT", "code": "270492004"},
+                   {"id": "LQRSV", "name": "low qrs voltages", "code_system": "SNOMED-CT", "code": "251146004"}])
+    matched, unmatched = match_conditions(model, data, crosswalk("ecgfounder", "snomed"))
+    assert unmatched == []
+    assert [m.model_labels for m in matched] == [("Sinus bradycardia.",), ("1st degree AV block",),
+                                                 ("Low QRS voltages",)]
+    assert [m.how for m in matched] == ["crosswalk", "name", "name"]  # the last two have the data's names

@@ -70,3 +70,23 @@ def test_challenge_score_rejects_probabilities():
         cinc2021_challenge_score(np.zeros((2, 26)), np.full((2, 26), 0.3))
     with pytest.raises(ValueError, match=r"\(n, 26\)"):
         cinc2021_challenge_score(np.zeros((2, 26)), np.zeros((2, 25)))
+
+
+def test_challenge_score_of_dataset_columns():
+    from anyecg_hf.evaluation.challenge import challenge_score_of_columns
+
+    table = cinc_label_table(CINC)
+    y = cinc2021_class_matrix(table["codes"])
+    i, j = np.arange(len(table))[:, None], np.arange(26)[None, :]
+    pred = y ^ ((i * 7 + j * 3) % 11 == 0)
+    # columns in another order, with one extra unscored column, probabilities instead of decisions
+    order = np.arange(26)[::-1]
+    codes = [CINC2021_SCORED[k] for k in order] + ["164884008"]
+    labels = np.c_[y[:, order], np.ones(len(y))]
+    probs = np.c_[np.where(pred[:, order], 0.9, 0.1), np.full(len(y), 0.99)]
+    assert challenge_score_of_columns(labels, probs, codes) == pytest.approx(0.5994459274752092, abs=1e-12)
+    probs[:, 0] = np.nan  # TInv has no model output: never predicted
+    expected = pred.copy()
+    expected[:, 25] = False
+    assert challenge_score_of_columns(labels, probs, codes) == pytest.approx(cinc2021_challenge_score(y, expected))
+    assert challenge_score_of_columns(labels[:, -1:], probs[:, -1:], codes[-1:]) is None

@@ -388,3 +388,26 @@ def test_resolve_local_checkpoint_and_extractor_fallback(tmp_path, assets, monke
     clf = ecg_pipeline("ecg-classification", str(pth), device="cpu")
     assert clf.model.name_or_path.startswith(str(tmp_path / "env_cache"))
     assert [r["label"] for r in clf(_paths(assets)[0], top_k=2)] == [d["label"] for d in out["diagnoses"]]
+
+
+def test_precision_kwarg_runs_the_model_under_autocast(tiny_dir, tiny_pipe, assets, monkeypatch):
+    """`precision="bf16"` (constructor or call) = the manual forward under bf16 autocast; fp32 is unchanged; fp16 on
+    a CPU without native float16 is refused."""
+    from anyecg_hf.runtime import precision as P
+
+    path = _paths(assets)[0]
+    fe = AnyECGFeatureExtractor.from_model_config(tiny_pipe.model.config)
+    batch = fe(read_ecg(path), return_tensors="pt")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ref16 = torch.sigmoid(tiny_pipe.model(**batch).logits.float())[0].numpy()
+    scores = lambda out: np.array([d["score"] for d in sorted(out["diagnoses"], key=lambda d: d["id"])])  # noqa: E731
+    order = np.argsort([c.id for c in tiny_pipe.model.config.label_space])
+    fp32 = scores(tiny_pipe(path))
+    bf16 = scores(pipeline("ecg-profiling", model=tiny_dir, device="cpu", precision="bf16")(path))
+    np.testing.assert_allclose(bf16, ref16[order], atol=1e-6)
+    assert 0 < np.abs(bf16 - fp32).max() < 0.02
+    np.testing.assert_allclose(scores(tiny_pipe(path, precision="bf16")), bf16, atol=1e-6)
+    np.testing.assert_allclose(scores(tiny_pipe(path, precision="fp32")), fp32, atol=0)
+    monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    with pytest.raises(ValueError, match="no native float16"):
+        tiny_pipe(path, precision="fp16")

@@ -12,7 +12,8 @@ import anyecg_hf  # noqa: F401
 from anyecg_hf import AnyECGForDiagnosis, AnyECGForHealthProfiling, LabelSpace
 from anyecg_hf.attribution import explain_record, input_x_gradient, integrated_gradients, lead_importance, resolve_condition
 from anyecg_hf.io import read_ecg
-from anyecg_hf.plotting import NoRiskCurvesError, ecg_plot_size, plot_ecg, plot_risk_curves, risk_curves
+from anyecg_hf.plotting import ecg_plot_size, plot_ecg
+from anyecg_hf.risk_plots import NoRiskCurvesError, plot_risk_curves, risk_curves
 from anyecg_hf.processing import AnyECGFeatureExtractor
 from anyecg_hf.testing import tiny_config
 

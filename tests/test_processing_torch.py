@@ -160,3 +160,24 @@ def test_sliding_windows_match_the_cpu_extractor(cinc):
     assert out["input_values"].shape == cpu["input_values"].shape == (2 * 3, 12, 5000)
     assert np.array_equal(out["window_to_record"].numpy(), cpu["window_to_record"])
     assert np.abs(out["input_values"].numpy() - cpu["input_values"]).max() < 1e-6
+
+
+def test_raw_inputs_of_mixed_records_match_the_cpu_extractor(cinc):
+    """Records of different rates, lengths and lead sets in one batch: `raw_inputs` on the CPU (what a GPU job's
+    readers do) + `preprocess_raw_inputs` equal the CPU extractor window for window, in record order."""
+    from anyecg_hf.processing.torch_preprocessing import preprocess_raw_inputs
+
+    names = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    at_250 = sps.resample_poly(cinc[1], 1, 2, axis=-1)
+    long = np.concatenate([cinc[2], cinc[2, :, :3000]], axis=-1)  # 16 s: two sliding windows
+    signals = [cinc[0], at_250, long, cinc[0][[1, 0, 6]]]
+    rates = [500, 250, 500, 500]
+    lead_names = [names, names, names, ["II", "I", "V1"]]
+    fe = AnyECGFeatureExtractor()
+    cpu = fe(signals, sampling_rate=rates, lead_names=lead_names, return_window_index=True)
+    raw = fe.raw_inputs(signals, sampling_rate=rates, lead_names=lead_names)
+    assert [r["fs"] for r in raw] == rates and raw[3]["lead_mask"].sum() == 3
+    out = preprocess_raw_inputs(raw, TorchPreprocessor(fe))
+    assert np.array_equal(out["window_to_record"].numpy(), cpu["window_to_record"])
+    assert np.array_equal(out["lead_mask"].numpy(), cpu["lead_mask"])
+    assert np.abs(out["input_values"].numpy() - cpu["input_values"]).max() < 1e-5

@@ -212,8 +212,9 @@ def test_cli_rows_equal_the_profiling_pipeline(tiny_model, assets, tmp_path):
     assert len(rows) == len(expected) == 4
     for got, exp in zip(rows, expected):
         assert got.pop("path") in map(str, files)
-        assert got.pop("measurements") is None
-        got = {"record": got.pop("record_id"), **got}  # files say record_id (as Parquet); profile_rows says record  # the archive adds the file's measurements; WFDB stores none
+        assert got.pop("measurements") is None  # the archive adds the file's measurements; WFDB stores none
+        assert got.pop("precision") == "fp32"  # the default, recorded in every row
+        got = {"record": got.pop("record_id"), **got}  # files say record_id (as Parquet); profile_rows says record
         assert got.keys() == exp.keys()
         for k in exp:
             if isinstance(exp[k], float):
@@ -285,6 +286,7 @@ def test_risk_model_rows_equal_the_profiling_pipeline(head, assets, tmp_path):
     for got, exp in zip(rows, expected):
         got.pop("path")
         assert got.pop("measurements") is None
+        assert got.pop("precision") == "fp32"
         got = {"record": got.pop("record_id"), **got}  # files say record_id (as Parquet); profile_rows says record
         assert got.keys() == {str(k) for k in exp}
         for k, v in exp.items():
@@ -292,3 +294,67 @@ def test_risk_model_rows_equal_the_profiling_pipeline(head, assets, tmp_path):
                 assert got[k] == pytest.approx(v, abs=1e-6), k
             else:
                 assert got[k] == v, k
+
+
+def test_precision_is_applied_and_recorded(tiny_model, sample_dir, tmp_path, monkeypatch, capsys):
+    """`--precision bf16` runs under bf16 autocast (scores move, but by < 0.02 on this model) and every row and the
+    manifest say so; the deprecated `--dtype` alias still works; fp16 on a CPU without it is a usage error."""
+    from anyecg_hf.runtime import precision as P
+
+    d, _ = sample_dir
+    runs = {}
+    for name, flag in (("fp32", []), ("bf16", ["--precision", "bf16"]), ("alias", ["--dtype", "bfloat16"])):
+        out = tmp_path / name
+        assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(out), "--workers", "0",
+                         "--no-progress", *flag]) == 0
+        df = pd.read_parquet(out).sort_values("path")
+        runs[name] = (np.stack(df.probabilities), set(df.precision), json.loads((out / "_SUCCESS").read_text()))
+    assert "--dtype is deprecated; use --precision bf16" in capsys.readouterr().err
+    p32, p16, alias = runs["fp32"], runs["bf16"], runs["alias"]
+    assert p32[1] == {"fp32"} and p16[1] == alias[1] == {"bf16"}
+    assert p32[2]["precision"] == "fp32" and p16[2]["precision"] == "bf16"
+    assert 0 < np.abs(p16[0] - p32[0]).max() < 0.02
+    np.testing.assert_array_equal(p16[0], alias[0])
+
+    csv_out = tmp_path / "p.csv"
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(csv_out), "--workers", "0",
+                     "--no-progress", "--precision", "bf16"]) == 0
+    with open(csv_out, newline="") as f:
+        assert {r["precision"] for r in csv.DictReader(f)} == {"bf16"}
+
+    monkeypatch.setattr(P, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(tmp_path / "f16"), "--workers", "0",
+                     "--no-progress", "--precision", "fp16", "--device", "cpu"]) == 2
+    assert "no native float16" in capsys.readouterr().err
+
+
+def test_preprocessing_on_the_device_gives_the_same_rows(tiny_model, sample_dir, assets, tmp_path):
+    """`--preprocess-on device` (what a GPU job does, here on CPU tensors): readers only read and select leads, the
+    recipe runs as torch operations next to the model; the rows equal the CPU readers' rows (probabilities to
+    1e-5, warnings and window counts exactly), including a long record cut into sliding windows and a record
+    with flat leads and the unreadable inputs."""
+    d = tmp_path / "ecgs"
+    shutil.copytree(sample_dir[0], d)
+    import wfdb
+    from scipy import signal as sps
+
+    src = assets / "data" / "cinc2021"
+    for ext in (".hea", ".mat"):  # flat leads: quality warnings
+        shutil.copy(src / f"JS20004{ext}", d / f"JS20004{ext}")
+    a, fields = wfdb.rdsamp(str(src / "HR06000"))
+    b, _ = wfdb.rdsamp(str(src / "JS20000"))
+    long = sps.resample_poly(np.concatenate([a, b[:2500]]), 1, 2, axis=0)  # 15 s at 250 Hz: resampled, 2 windows
+    wfdb.wrsamp("LONG250", fs=250, units=["mV"] * 12, sig_name=fields["sig_name"], p_signal=long,
+                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(d))
+    frames = {}
+    for where in ("cpu", "device"):
+        out = tmp_path / where
+        assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(out), "--workers", "0",
+                         "--no-progress", "--preprocess-on", where, "--device", "cpu"]) == 0
+        frames[where] = pd.read_parquet(out).sort_values("path").reset_index(drop=True)
+    cpu, dev = frames["cpu"], frames["device"]
+    assert cpu.path.tolist() == dev.path.tolist() and len(cpu) == N_RECORDS + 2
+    assert cpu.n_windows.tolist() == dev.n_windows.tolist() and max(dev.n_windows) > 1
+    assert [list(w) for w in cpu.warnings] == [list(w) for w in dev.warnings]
+    assert any(len(w) for w in dev.warnings)
+    np.testing.assert_allclose(np.stack(dev.probabilities), np.stack(cpu.probabilities), atol=1e-5)

@@ -160,3 +160,81 @@ def test_reference_rows_and_table():
     text = format_benchmark_table(table)
     assert "| m | - | - | - | 0.900 (4/5) | - | - |" in text
     assert "| xresnet1d101 | 0.925 | 0.937 | 0.929 | 0.928 | 0.896 | 0.957 |" in text
+
+
+def _ptbxl_with_records(root, codes):
+    """A PTB-XL folder whose 500 Hz WFDB records are CinC test records; every record in fold 10."""
+    from pathlib import Path
+
+    import numpy as np
+    import wfdb
+
+    from anyecg_hf.io import read_ecg
+
+    heas = sorted((Path(__file__).parent / "assets" / "data" / "cinc2021").glob("*.hea"))[: len(codes)]
+    _write(root, codes)
+    db = pd.read_csv(root / "ptbxl_database.csv")
+    db["strat_fold"] = 10
+    for hea, name in zip(heas, db["filename_hr"]):
+        rec = read_ecg(hea)
+        folder = root / Path(name).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        wfdb.wrsamp(Path(name).name, fs=500, units=["mV"] * 12, sig_name=rec.lead_names,
+                    p_signal=np.asarray(rec.signal.T, np.float64), fmt=["16"] * 12, adc_gain=[1000.0] * 12,
+                    baseline=[0] * 12, write_dir=str(folder))
+    db.to_csv(root / "ptbxl_database.csv", index=False)
+
+
+def test_benchmark_command_zero_shot(seeded_model_12, tmp_path):
+    import warnings
+
+    from anyecg_hf.cli import main
+    from anyecg_hf.processing import AnyECGFeatureExtractor
+
+    model = tmp_path / "model"
+    seeded_model_12.save_pretrained(model)
+    AnyECGFeatureExtractor.from_model_config(seeded_model_12.config).save_pretrained(model)
+    codes = [{"NORM": 100.0, "SR": 0.0}, {"IMI": 80.0, "SR": 0.0}, {"NDT": 100.0, "STACH": 0.0},
+             {"LVH": 50.0, "SR": 0.0}, {"AFIB": 100.0}, {"NORM": 100.0, "SR": 0.0}, {"CRBBB": 100.0, "SR": 0.0},
+             {"PVC": 100.0, "SBRAD": 0.0}]
+    _ptbxl_with_records(tmp_path / "ptbxl", codes)
+    out = tmp_path / "bench"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["benchmark", "ptbxl", "--data", str(tmp_path / "ptbxl"), "--model", str(model), "--out", str(out),
+                     "--tasks", "superdiagnostic,rhythm"])
+    assert code == 0
+    table = pd.read_csv(out / "benchmark.csv")
+    ours = table.iloc[0]
+    assert ours["source"] == "this run" and ours["superdiagnostic_labels"] == "5/5"  # NORM, MI, STTC, HYP, CD occur
+    assert ours["rhythm_labels"] == "4/4"  # SR, STACH, AFIB, SBRAD
+    per_task = pd.read_csv(out / "superdiagnostic" / "diagnosis" / "table.csv")
+    assert ours["superdiagnostic"] == pytest.approx(per_task["auroc"].dropna().mean())
+    assert "xresnet1d101" in (out / "benchmark.md").read_text()
+    assert table.loc[table["model"] == "xresnet1d101", "rhythm"].item() == 0.957
+
+
+def test_benchmark_prepare_only_writes_task_datasets(tmp_path, capsys):
+    import warnings
+
+    from anyecg_hf.cli import main
+    from anyecg_hf.data import get_label_space, load_ecg_dataset
+
+    _ptbxl_with_records(tmp_path / "ptbxl", [{"NORM": 100.0, "SR": 0.0}, {"PVC": 100.0}, {"AFIB": 100.0}])
+    out = tmp_path / "bench"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["benchmark", "ptbxl", "--data", str(tmp_path / "ptbxl"), "--out", str(out), "--prepare-only",
+                     "--tasks", "rhythm,form"])
+    assert code == 0
+    rhythm = load_ecg_dataset(out / "datasets" / "rhythm")
+    assert list(rhythm) == ["test"] and sorted(rhythm["test"]["record_id"]) == ["1", "3"]  # PVC-only record dropped
+    assert get_label_space(rhythm["test"]).ids == ["SR", "AFIB"]
+    form = load_ecg_dataset(out / "datasets" / "form")
+    assert form["test"]["record_id"] == ["2"]
+    printed = capsys.readouterr().out
+    assert "recipes/finetune_diagnosis.py" in printed and f"--model rhythm={out / 'runs' / 'rhythm' / 'final'}" in printed
+    assert main(["benchmark", "ptbxl", "--data", str(tmp_path / "ptbxl"), "--out", str(out), "--tasks", "bogus"]) == 2
+    assert "unknown task(s) ['bogus']" in capsys.readouterr().err
+    assert main(["benchmark", "ptbxl", "--data", str(tmp_path / "ptbxl"), "--out", str(out)]) == 2  # no --model
+    assert "no --model for task(s)" in capsys.readouterr().err

@@ -301,3 +301,20 @@ def test_report_records_the_precision_it_ran_in(report_model, reporter, assets):
     b = {d["id"]: d["score"] for d in bf16.profile["diagnoses"]}
     diff = np.abs(a - np.array([b[d["id"]] for d in fp32.profile["diagnoses"]]))
     assert 0 < diff.max() < 0.05  # it really ran in bfloat16 (not float32), and agrees to bf16's precision
+
+
+def test_single_lead_record_report(reporter, assets):
+    """A one-lead recording (a wearable's lead I) against the 12-lead model: stacked layout, words to match."""
+    from anyecg_hf.io import ECGRecord, read_ecg
+    from anyecg_hf.plotting import ecg_plot_size
+
+    full = read_ecg(assets / "data" / "cinc2021" / "HR06002.hea")
+    one = ECGRecord(signal=full.signal[:1], sampling_rate=full.sampling_rate, lead_names=["I"],
+                    metadata={"format": "wfdb"}, source="watch_I.npy")
+    result = reporter.report(one)
+    tags, text = parse(result.html)
+    (img,) = [a for t, a in tags if t == "img"]
+    assert img["alt"].startswith("1-lead ECG tracing of record watch_I on ECG paper: 1 leads (I)")
+    assert _png(img["src"].split(",", 1)[1]).size == ecg_plot_size(110, "stack", 1)
+    assert "1-lead tracing" in text
+    assert re.findall(r'<tr><th scope="row">([^<]+)</th><td class="(?:ok|flag)">', result.html) == ["I"]

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from anyecg_hf.modeling.survival import (
+from anyecg_hf.modeling.breslow import (
     baseline_time_grid,
     breslow_baseline,
     breslow_cumulative_hazard,
     cox_cumulative_incidence,
+)
+from anyecg_hf.modeling.survival import (
     cox_partial_likelihood_loss,
     discrete_time_cumulative_incidence,
     discrete_time_nll,

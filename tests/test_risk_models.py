@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from anyecg_hf import AnyECGForDiagnosis, AnyECGForHealthProfiling, AnyECGForRiskPrediction, LabelSpace
-from anyecg_hf.modeling.survival import breslow_cumulative_hazard, cox_partial_likelihood_loss, discrete_time_nll
+from anyecg_hf.modeling.breslow import breslow_cumulative_hazard
+from anyecg_hf.modeling.survival import cox_partial_likelihood_loss, discrete_time_nll
 from anyecg_hf.testing import tiny_config
 
 pytestmark = pytest.mark.floors  # also run with the lowest declared dependency versions (.ci/run)

@@ -35,7 +35,7 @@ class StringTable:
             pa = None
         if pa is not None and isinstance(strings, (pa.Array, pa.ChunkedArray)):
             arr = strings.combine_chunks() if isinstance(strings, pa.ChunkedArray) else strings
-            arr = arr.cast(pa.large_string())
+            arr = arr.cast(pa.large_binary())  # strings, or the plan's os.fsencode()d paths (any bytes)
             if arr.null_count:
                 raise ValueError("paths must not be null")
             _, offsets, data = arr.buffers()
@@ -106,7 +106,8 @@ class ECGFileDataset(Dataset):
     # call or more are equally fast, 2 are 7 % slower); a group checks the gate three times (~3 ms apart).
     GATE_GROUP = 4
 
-    def __init__(self, paths, feature_extractor, indices=None, read_kwargs=None, quality: bool = True, gate=None):
+    def __init__(self, paths, feature_extractor, indices=None, read_kwargs=None, quality: bool = True, gate=None,
+                 raw: bool = False):
         self.paths = paths if isinstance(paths, StringTable) else StringTable(paths)
         self.indices = np.arange(len(self.paths), dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
         if len(self.indices) != len(self.paths):
@@ -115,6 +116,7 @@ class ECGFileDataset(Dataset):
         self.read_kwargs = dict(read_kwargs or {})
         self.quality = quality
         self.gate = gate
+        self.raw = raw  # GPU jobs: read + lead selection only; the rest runs on the device (device_preprocessing)
         self.parent_pid = None  # set in each reader process (`cpu.worker_init`): who clears and sets the gate
 
     def __len__(self) -> int:
@@ -159,7 +161,18 @@ class ECGFileDataset(Dataset):
                 records.append((item, record))
             except Exception as err:  # noqa: BLE001 -- one bad input is recorded, never raised
                 item.error = (type(err).__name__, str(err) or repr(err))
-        if records:
+        if records and self.raw:
+            from .device_preprocessing import read_raw
+
+            self._wait_for_gate()
+            for item, record in records:
+                try:
+                    item.inputs, warns = read_raw(self.feature_extractor, record, self.quality)
+                except Exception as err:  # noqa: BLE001 -- one bad input is recorded, never raised
+                    item.error = (type(err).__name__, str(err) or repr(err))
+                    continue
+                item.meta["warnings"] += [m for m in warns if m not in item.meta["warnings"]]
+        elif records:
             prepared = prepare_records([rec for _, rec in records], self.feature_extractor, quality=self.quality,
                                        on_error="record", before_stage=self._wait_for_gate)
             for (item, _), prep in zip(records, prepared):
@@ -247,7 +260,11 @@ def collate_items(items: list) -> Batch:
     errors = [it for it in items if it.error is not None]
     inputs: dict = {}
     w2r = np.zeros(0, dtype=np.int64)
-    if ok:
+    if ok and "raw" in ok[0].inputs:  # preprocessed on the device by the loop (device_preprocessing)
+        inputs = {"raw": [it.inputs for it in ok]}
+        for it in ok:
+            it.inputs = {}
+    elif ok:
         keys = [k for k in MODEL_INPUT_KEYS if all(k in it.inputs for it in ok)]
         for k in keys:
             arrays = [it.inputs[k] for it in ok]

@@ -13,7 +13,9 @@ list is sorted and deduplicated deterministically:
   extension that names a WFDB record (`HR06000` with `HR06000.hea` beside it) resolves to its `.hea`;
 * the same file named twice is kept once (first occurrence).
 
-Inputs are absolute paths (symlinks are NOT resolved: a symlink is its own input, as in a folder of links).
+Inputs are absolute paths (symlinks are NOT resolved: a symlink is its own input). In a folder walk, a link whose
+real path leaves the walked folder is not read (reported instead) unless `follow_links=True` (`--follow-links`: a
+folder of links to a dataset elsewhere).
 Entries that do not exist are kept: the job reports them in its errors table instead of silently dropping them.
 """
 
@@ -56,15 +58,22 @@ def _wfdb_header(path: str) -> str | None:
     return None
 
 
-def walk_directory(directory, extensions=None) -> Iterator[str]:
+def walk_directory(directory, extensions=None, skipped: list | None = None, follow_links: bool = False) -> Iterator[str]:
     """Yield the ECG inputs under `directory` in sorted order (recursive, hidden entries skipped, WFDB pairs deduplicated).
 
     Args:
         directory (`str` or `os.PathLike`): folder to walk.
         extensions (`str`, `Sequence[str]` or `None`): extensions to keep (`".hea,.xml"` or a list); `"*"` keeps
             every file; `None` keeps what `anyecg_hf.io.read_ecg_dir` reads.
+        skipped (`list`, *optional*): receives `(path, error class, message)` for entries never opened: links (to
+            files or folders) whose real path leaves `directory` (a link to `/etc/passwd` must not be read as
+            samples), FIFOs, sockets, devices, dangling links (`anyecg_hf.io.folders.walk_ecg_files`). Without
+            it they are left out silently.
+        follow_links (`bool`, defaults to `False`): read file links whose target is outside `directory` (a
+            folder of links to a dataset elsewhere); folder links are never walked.
     """
-    return walk_ecg_files(os.path.abspath(directory), extensions=_normalize_extensions(extensions))
+    return walk_ecg_files(os.path.abspath(directory), extensions=_normalize_extensions(extensions), errors=skipped,
+                          follow_links=follow_links)
 
 
 def read_manifest(manifest, root=None, column: str | None = None) -> list[str]:
@@ -120,6 +129,8 @@ def discover_inputs(
     manifest_column: str | None = None,
     extensions=None,
     limit: int | None = None,
+    skipped: list | None = None,
+    follow_links: bool = False,
 ) -> list[str]:
     """The job's inputs, deterministic across processes: absolute paths, deduplicated, in argument order.
 
@@ -130,6 +141,9 @@ def discover_inputs(
         manifest_column (`str`, *optional*): manifest column to read.
         extensions (*optional*): extensions kept in directory walks (see `walk_directory`).
         limit (`int`, *optional*): keep only the first `limit` inputs (dry runs).
+        skipped (`list`, *optional*): receives `(path, error class, message)` of walked entries never opened
+            (`walk_directory`).
+        follow_links (`bool`): read file links leading outside a walked folder (`walk_directory`).
 
     Returns:
         `list[str]`: absolute paths (missing files included, so that they are reported as errors).
@@ -139,7 +153,7 @@ def discover_inputs(
         for p in paths:
             p = os.path.expanduser(os.fspath(p))
             if os.path.isdir(p):
-                yield from walk_directory(p, extensions)
+                yield from walk_directory(p, extensions, skipped, follow_links)
             else:
                 yield p
         if manifest is not None:

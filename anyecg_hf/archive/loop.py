@@ -4,16 +4,19 @@ atomically written Parquet chunks (`store.ShardWriter`)."""
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 
 import numpy as np
 
 from ..prediction import aggregate_windows, window_outputs
+from ..runtime.precision import autocast as precision_autocast
+from ..runtime.precision import precision_dtype
 from . import store
+from .guard import escape_text
 from .cpu import readers_share_cores, worker_context, worker_init
 from .dataset import ECGFileDataset, RampUpBatches, StringTable, collate_items
+from .device_preprocessing import device_inputs, use_device_preprocessing
 from .distributed import DistContext
 from .memory import TRIM_EVERY, heap_trimmer, keep_freed_memory
 from .rows import RowBuilder
@@ -34,15 +37,6 @@ def forward_batch(model, inputs: dict, device, micro_batch: int, task: str, auto
     return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0] if pieces[0][k] is not None}
 
 
-def autocast_factory(dtype: str, device):
-    import torch
-
-    if dtype in (None, "float32", "fp32"):
-        return contextlib.nullcontext
-    torch_dtype = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
-    return lambda: torch.autocast(device.type, dtype=torch_dtype)
-
-
 def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: RowBuilder, meta: dict,
            indices: np.ndarray, paths, workers: int) -> dict:
     """Run this rank's slice: read + preprocess in workers, forward, aggregate, write chunks. Returns counts."""
@@ -57,8 +51,13 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
 
         gate = (mp_context or mp.get_context()).Event()
         gate.set()
+    preprocessor = None
+    if use_device_preprocessing(settings.preprocess_on, device):
+        from ..processing.torch_preprocessing import TorchPreprocessor
+
+        preprocessor = TorchPreprocessor(extractor, device)
     dataset = ECGFileDataset(StringTable(paths), extractor, indices=indices, read_kwargs=settings.read_kwargs,
-                             quality=settings.quality, gate=gate)
+                             quality=settings.quality, gate=gate, raw=preprocessor is not None)
     del paths
     loader = DataLoader(
         dataset,
@@ -71,7 +70,8 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
         multiprocessing_context=mp_context,
     )
     writer = store.ShardWriter(settings.parts_dir, ctx.rank, meta, settings.chunk_size, settings.flush_seconds)
-    autocast = autocast_factory(settings.dtype, device)
+    dtype = precision_dtype(meta["precision"])  # resolved once, in the runner
+    autocast = lambda: precision_autocast(dtype, device)  # noqa: E731
     bar = None
     if ctx.is_main and settings.progress:
         from tqdm.auto import tqdm
@@ -81,7 +81,7 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
     t0 = time.perf_counter()
     model_s = 0.0  # time in the forward pass: model_s / seconds near 1 means reading keeps up with the model
     try:
-        model_s = stream_batches(settings, loader, model, device, builder, writer, autocast, bar, gate)
+        model_s = stream_batches(settings, loader, model, device, builder, writer, autocast, bar, gate, preprocessor)
     except RuntimeError as err:
         if "DataLoader worker" not in str(err):
             raise
@@ -96,7 +96,8 @@ def stream(settings: JobSettings, ctx: DistContext, model, extractor, builder: R
             "model_seconds": model_s, "workers": workers, "readers_gated": gate is not None, "files": writer.files}
 
 
-def stream_batches(settings, loader, model, device, builder, writer, autocast, bar, gate=None) -> float:
+def stream_batches(settings, loader, model, device, builder, writer, autocast, bar, gate=None,
+                   preprocessor=None) -> float:
     model_s = 0.0
     trim = heap_trimmer()
     keep_freed_memory()
@@ -109,6 +110,10 @@ def stream_batches(settings, loader, model, device, builder, writer, autocast, b
             if gate is not None:
                 gate.clear()  # readers pause: the model has the cores
             try:
+                if "raw" in batch.inputs:  # preprocessing on the device (counted as model time: same device)
+                    batch.inputs, batch.window_to_record = device_inputs(batch.inputs["raw"], preprocessor)
+                    for j, count in enumerate(np.bincount(batch.window_to_record, minlength=len(batch.items))):
+                        batch.items[j].meta["n_windows"] = int(count)
                 outs = forward_batch(model, batch.inputs, device, settings.batch_size, settings.task, autocast)
             finally:
                 if gate is not None:
@@ -118,8 +123,8 @@ def stream_batches(settings, loader, model, device, builder, writer, autocast, b
             agg = {k: aggregate_windows(v, batch.window_to_record, settings.aggregate, num_records=n).astype(np.float32)
                    for k, v in outs.items()}
             rows = builder.build(batch.items, agg)
-        errors = [{"input_index": it.index, "path": it.path, "record_id": it.record_id, "error_class": it.error[0],
-                   "message": it.error[1]} for it in batch.errors]
+        errors = [{"input_index": it.index, "path": escape_text(it.path), "record_id": escape_text(it.record_id),
+                   "error_class": it.error[0], "message": escape_text(it.error[1])} for it in batch.errors]
         writer.add(rows, errors)
         if bar is not None:
             bar.update(len(batch))

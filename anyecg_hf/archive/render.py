@@ -51,13 +51,15 @@ def profile_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=
                                       record=data["record_id"][i], warnings=data["warnings"][i] or [])
             if "measurements" in cols and data["measurements"][i]:
                 profile["measurements"] = json.loads(data["measurements"][i])
+            if "precision" in cols:
+                profile["precision"] = data["precision"][i]
             yield profile, data["path"][i]
 
 
 def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
-    """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path` and the
-    cart's `measurements` (JSON, from the file; empty when it stores none). The record's column is `record_id`, as in
-    the Parquet output (the pipelines' Python dicts say `record`)."""
+    """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path`, the
+    cart's `measurements` (JSON, from the file; empty when it stores none) and the `precision` the job ran in. The
+    record's column is `record_id`, as in the Parquet output (the pipelines' Python dicts say `record`)."""
     from ..prediction import profile_rows
 
     for profile, path in profile_dicts(table, config, top_k, threshold, horizons):
@@ -65,6 +67,7 @@ def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horiz
         for row in profile_rows(profile):
             out = {"record_id": row.pop("record"), "path": path}  # the name of the Parquet output and datasets
             out.update(row)
+            out["precision"] = profile.get("precision")  # always present (None for results of older versions)
             out["measurements"] = measured  # always present: the CSV header comes from the first row
             yield out
 
@@ -78,6 +81,7 @@ def embedding_row_dicts(table: pa.Table):
         for i in range(batch.num_rows):
             yield {"record_id": data["record_id"][i], "path": data["path"][i], "embedding": data["embedding"][i],
                    "warnings": "; ".join(data["warnings"][i] or []),
+                   "precision": data["precision"][i] if "precision" in data else None,
                    "measurements": data["measurements"][i] if has_measurements else None}
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from .guard import escape_text
+
 
 def _dict_column(value: str, n: int) -> pa.DictionaryArray:
-    """A constant string column that costs one dictionary entry (model id, revision, preprocessing)."""
+    """A constant string column that costs one dictionary entry (model id, revision, preprocessing, precision)."""
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string()))
 
 
@@ -23,8 +25,10 @@ def _fixed_list(values: np.ndarray) -> pa.Array:
 class RowBuilder:
     """Turns a batch's aggregated outputs into an Arrow table of result rows (one per record)."""
 
-    def __init__(self, task: str, config, model_id: str, revision: str, preprocessing: str, threshold=None):
+    def __init__(self, task: str, config, model_id: str, revision: str, preprocessing: str, threshold=None,
+                 precision: str = "fp32"):
         self.task = task
+        self.precision = precision
         self.model_id = model_id
         self.revision = revision
         self.preprocessing = preprocessing
@@ -39,8 +43,8 @@ class RowBuilder:
         n = len(items)
         cols = {
             "input_index": pa.array([it.index for it in items], pa.int64()),
-            "path": pa.array([it.path for it in items], pa.string()),
-            "record_id": pa.array([it.record_id for it in items], pa.string()),
+            "path": pa.array([escape_text(it.path) for it in items], pa.string()),
+            "record_id": pa.array([escape_text(it.record_id) for it in items], pa.string()),
             "sampling_rate": pa.array([it.meta.get("sampling_rate") for it in items], pa.float32()),
             "duration_s": pa.array([it.meta.get("duration_s") for it in items], pa.float32()),
             "n_leads": pa.array([it.meta.get("n_leads") for it in items], pa.int16()),
@@ -62,4 +66,5 @@ class RowBuilder:
         cols["model"] = _dict_column(self.model_id, n)
         cols["model_revision"] = _dict_column(self.revision, n)
         cols["preprocessing"] = _dict_column(self.preprocessing, n)
+        cols["precision"] = _dict_column(self.precision, n)
         return pa.table(cols)

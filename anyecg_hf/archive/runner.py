@@ -25,14 +25,26 @@ import threading
 import time
 
 from ..processing import filters
-from . import store
+from ..runtime.precision import precision_label, resolve_precision
+from . import guard, store
 from .cpu import default_threads, default_workers, preprocessing_threads
 from .distributed import DistContext, init_distributed
 from .loop import stream
 from .model import load_model
 from .planning import job_metadata, plan_job
 from .rows import RowBuilder
-from .settings import FORMATS, TASKS, JobError, JobResult, JobSettings, JobUsageError, ModelLoadError
+from .settings import (
+    FORMATS,
+    TASKS,
+    WRITE_ERRNOS,
+    JobError,
+    JobResult,
+    JobSettings,
+    JobUsageError,
+    ModelLoadError,
+    OutputWriteError,
+    output_write_error,
+)
 from .summary import print_summary
 
 __all__ = ["FORMATS", "TASKS", "JobError", "JobResult", "JobSettings", "JobUsageError", "ModelLoadError", "run_job"]
@@ -70,6 +82,21 @@ def run_job(settings: JobSettings) -> JobResult:
 
 
 def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
+    """`_run_locked`, holding the output folder's lock (`guard.OutputLock`, taken by `plan_job` on rank 0) until
+    the job ends (the kernel releases it if the process dies); a full or read-only output is `OutputWriteError`."""
+    lock = guard.OutputLock(settings.parts_dir) if ctx.is_main else None
+    try:
+        return _run_locked(settings, ctx, lock)
+    except OSError as err:  # inputs that cannot be read are error rows: an OSError here is the output's
+        if err.errno in WRITE_ERRNOS:
+            raise output_write_error(err, settings.parts_dir) from None
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(settings: JobSettings, ctx: DistContext, lock) -> JobResult:
     import torch
 
     log = settings.log or sys.stderr
@@ -79,6 +106,11 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
     # load numba's cached kernels (~0.4 s of one-time set-up) while the model loads, not in the first batch
     warm = threading.Thread(target=filters.warm_up, name="anyecg-warm-up", daemon=True)
     warm.start()
+
+    try:  # e.g. fp16 on a CPU without native float16
+        precision = precision_label(resolve_precision(settings.precision, ctx.device))
+    except ValueError as err:
+        raise JobUsageError(f"--precision: {err}") from None
 
     # 1-2. model (rank 0 first: it converts the default model once) and plan (rank 0); then agree.
     status: dict = {"error": None}
@@ -101,23 +133,34 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
     if loaded is not None:
         model, extractor, model_id, revision = loaded
         meta = job_metadata(settings, model, extractor, model_id, revision)
+        meta["precision"] = precision
         if settings.task == "profile" and not any(model.heads.values()):
             status["error"] = ("JobUsageError", f"the model {model_id} ({type(model).__name__}) has no diagnosis or "
                                "risk head: use `anyecg embed` for embeddings, or a model with a head")
     if ctx.is_main and status["error"] is None:
-        attempt(lambda: plan_job(settings, meta))
+        def plan():
+            try:
+                return plan_job(settings, meta, lock)
+            except OSError as err:
+                if err.errno in WRITE_ERRNOS:
+                    raise output_write_error(err, settings.parts_dir) from None
+                raise
+
+        attempt(plan)
     for st in ctx.gather(status):
         if st["error"] is not None:
-            cls = {"ModelLoadError": ModelLoadError, "JobUsageError": JobUsageError}.get(st["error"][0], JobError)
+            cls = {"ModelLoadError": ModelLoadError, "JobUsageError": JobUsageError,
+                   "OutputWriteError": OutputWriteError}.get(st["error"][0], JobError)
             err = cls(st["error"][1])
             err.quiet = not ctx.is_main  # every rank stops with the same error; rank 0 reports it
+            warm.join()  # a native thread still running at exit aborts the interpreter (exit 134)
             raise err
 
     # 3. stream this rank's slice (after the warm-up: reader workers forked from here inherit loaded kernels).
     warm.join()
     indices, paths, info = store.read_plan(settings.parts_dir, ctx.rank, ctx.world_size)
     builder = RowBuilder(settings.task, model.config, model_id, revision, json.dumps(meta["preprocessing"], sort_keys=True),
-                         settings.threshold)
+                         settings.threshold, meta["precision"])
     t_start = time.perf_counter()
     counts = stream(settings, ctx, model, extractor, builder, meta, indices, paths, workers)
     counts["wall"] = time.perf_counter() - t_start
@@ -156,19 +199,18 @@ def _run(settings: JobSettings, ctx: DistContext) -> JobResult:
             from .render import render
 
             rendered = render(settings.parts_dir, settings.out, settings.format, settings.task, model.config,
-                              settings.top_k, settings.threshold, settings.horizons, _model_info(settings, model))
+                              settings.top_k, settings.threshold, settings.horizons,
+                              _model_info(settings, model, meta["precision"]))
             if not settings.keep_parts:
                 shutil.rmtree(settings.parts_dir, ignore_errors=True)
         print_summary(result, settings, rendered, log)
     return result
 
 
-def _model_info(settings: JobSettings, model):
-    """Model id / revision / precision for FHIR output (`None` for the other formats)."""
+def _model_info(settings: JobSettings, model, precision: str):
+    """Model id / revision / the precision the job ran in, for FHIR output (`None` for the other formats)."""
     if settings.format != "fhir":
         return None
     from ..reporting.context import ModelInfo
 
-    precision = getattr(settings, "precision", None) or {"float32": "fp32", "bfloat16": "bf16",
-                                                         "float16": "fp16"}.get(settings.dtype, settings.dtype)
     return ModelInfo.from_model(model, settings.model, settings.revision, precision)

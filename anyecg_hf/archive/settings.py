@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +28,25 @@ class ModelLoadError(JobError, OSError):
     """The model (or the default model) cannot be loaded."""
 
     code = 3
+
+
+class OutputWriteError(JobError):
+    """The output cannot be written (disk full, read-only, no permission); what was written is kept."""
+
+    code = 4
+
+
+# errors of writing the output (a full disk, a read-only or foreign folder), as opposed to bugs
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def output_write_error(err: OSError, folder: str) -> OutputWriteError:
+    """The one-line `OutputWriteError` for an `OSError` met while writing `folder`."""
+    from .guard import escape_text
+
+    what = err.strerror or str(err)
+    return OutputWriteError(f"cannot write the output in {folder}: {what} ({escape_text(err.filename or '')}); "
+                            "the rows written so far are kept: make room (or make it writable) and rerun with --resume")
 
 
 @dataclass
@@ -58,10 +78,15 @@ class JobSettings:
             the `positive` column of Parquet rows.
         read_kwargs (`dict`): passed to `read_ecg` (`format`, `sampling_rate`, `lead_names`, `units`).
         quality (`bool`): signal-quality flags in the `warnings` column.
-        dtype (`str`): `"float32"`, or `"bfloat16"`/`"float16"` autocast (GPU).
+        precision (`str`): `"fp32"` (default), `"bf16"`, `"fp16"` or `"auto"`
+            (`anyecg_hf.runtime.precision.resolve_precision`); recorded in the `precision` column and the manifest.
+        preprocess_on (`str`): `"auto"` (default: on the model's device when it is a GPU, the readers then only read
+            files), `"cpu"` (the readers preprocess) or `"device"` (`archive/device_preprocessing.py`).
         threads (`int`, *optional*): torch CPU threads per process.
         progress (`bool`): progress bar on rank 0.
         keep_parts (`bool`): keep the Parquet parts of a CSV/JSON output after rendering.
+        follow_links (`bool`): read links in walked folders whose target is outside the folder (default: they are
+            not read and are rows of the errors table).
         log (file-like): where rank 0 prints the summary (default `sys.stderr`).
     """
 
@@ -91,10 +116,12 @@ class JobSettings:
     horizons: Sequence[float] | None = None
     read_kwargs: dict = field(default_factory=dict)
     quality: bool = True
-    dtype: str = "float32"
+    precision: str = "fp32"
+    preprocess_on: str = "auto"
     threads: int | None = None
     progress: bool = True
     keep_parts: bool = False
+    follow_links: bool = False
     log: object = None
 
     @property

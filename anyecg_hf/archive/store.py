@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..files import atomic_path
+from .guard import escape_text
 
 ERRORS_DIR = "_errors"
 SUCCESS_FILE = "_SUCCESS"
@@ -106,10 +107,11 @@ def atomic_write_text(text: str, path: str) -> None:
 
 def path_hashes(paths) -> np.ndarray:
     """64-bit BLAKE2b digests of paths (`uint64`): the done-set of a resumed job costs 8 bytes per record
-    (collision probability ~n^2 / 2^65, i.e. < 1e-5 for 10^7 records)."""
+    (collision probability ~n^2 / 2^65, i.e. < 1e-5 for 10^7 records). A path is hashed as the rows store it
+    (`guard.escape_text`: non-UTF-8 bytes as `\\xNN`), so an input and its stored row always match."""
     out = np.empty(len(paths), dtype=np.uint64)
     for i, p in enumerate(paths):
-        out[i] = int.from_bytes(hashlib.blake2b(p.encode("utf-8", "surrogateescape"), digest_size=8).digest(), "little")
+        out[i] = int.from_bytes(hashlib.blake2b(escape_text(p).encode("utf-8"), digest_size=8).digest(), "little")
     return out
 
 
@@ -140,8 +142,10 @@ def scan_done(out_dir) -> dict:
 
 
 def write_plan(out_dir, indices: np.ndarray, paths: list, info: dict) -> str:
-    """The inputs still to do (global positions + paths), written by rank 0 for every rank to shard."""
-    table = pa.table({"input_index": pa.array(indices, pa.int64()), "path": pa.array(paths, pa.string())})
+    """The inputs still to do (global positions + paths), written by rank 0 for every rank to shard. Paths are
+    stored as the OS's bytes (`os.fsencode`): any file name, non-UTF-8 included, is read back exactly."""
+    table = pa.table({"input_index": pa.array(indices, pa.int64()),
+                      "path": pa.array([os.fsencode(p) for p in paths], pa.binary())})
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(info).encode()})
     path = os.path.join(out_dir, PLAN_FILE)
     atomic_write_table(table, path, compression="none")
@@ -149,8 +153,8 @@ def write_plan(out_dir, indices: np.ndarray, paths: list, info: dict) -> str:
 
 
 def read_plan(out_dir, rank: int, world_size: int, batch_rows: int = 1 << 20) -> tuple[np.ndarray, pa.Array, dict]:
-    """This rank's slice (`rank::world_size`) of the plan: `(input_indices, paths, info)`, `paths` an Arrow string
-    array (compact; read in record batches so that a huge plan is never all in memory as Python objects)."""
+    """This rank's slice (`rank::world_size`) of the plan: `(input_indices, paths, info)`, `paths` an Arrow binary
+    array of `os.fsencode`d paths (compact; read in record batches so that a huge plan is never all in memory as Python objects)."""
     pf = pq.ParquetFile(os.path.join(out_dir, PLAN_FILE))
     info = json.loads((pf.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
     indices, paths, start = [], [], 0
@@ -161,8 +165,8 @@ def read_plan(out_dir, rank: int, world_size: int, batch_rows: int = 1 << 20) ->
         indices.append(part.column(0).to_numpy())
         paths.append(part.column(1))
     if not paths:
-        return np.zeros(0, np.int64), pa.array([], pa.large_string()), info
-    return np.concatenate(indices), pa.concat_arrays([p.cast(pa.large_string()) for p in paths]), info
+        return np.zeros(0, np.int64), pa.array([], pa.large_binary()), info
+    return np.concatenate(indices), pa.concat_arrays([p.cast(pa.large_binary()) for p in paths]), info
 
 
 class ShardWriter:

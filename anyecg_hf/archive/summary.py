@@ -25,7 +25,8 @@ def print_summary(result: JobResult, settings: JobSettings, rendered, log) -> No
         if result.errors_total > len(result.errors):
             print(f"  ... and {result.errors_total - len(result.errors)} more", file=log)
     if rendered is not None:
-        print(f"wrote {settings.out}: {rendered['rows']} rows for {rendered['records']} records", file=log)
+        what = "FHIR bundles" if settings.format == "fhir" else "rows"
+        print(f"wrote {settings.out}: {rendered['rows']} {what} for {rendered['records']} records", file=log)
     else:
         print(f"wrote {settings.out}: {result.rows_total} rows in {len(result.manifest.get('files', []))} Parquet "
               f"file(s), manifest {os.path.join(settings.out, store.SUCCESS_FILE)}", file=log)

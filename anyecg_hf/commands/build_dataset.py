@@ -46,7 +46,21 @@ def register(subparsers) -> None:
     p.add_argument("--num-proc", type=int, default=None, help="processes reading records")
     p.add_argument("--sampling-rate", type=int, choices=(100, 500), default=500, help="PTB-XL: 100 or 500 Hz records")
     p.add_argument("--ptbxl-level", default="all",
-                   help="PTB-XL labels: all, diagnostic, form, rhythm, subclass or superclass")
+                   help="PTB-XL labels: all, diagnostic, form, rhythm, subclass (subdiagnostic) or superclass "
+                   "(superdiagnostic)")
+    p.add_argument("--drop-unlabelled", action="store_true",
+                   help="PTB-XL: drop records without a label at --ptbxl-level (the benchmark does; see "
+                   "`anyecg benchmark ptbxl`)")
+    p.add_argument("--labels-from", choices=("table", "statements"), default="table",
+                   help="'table' (--labels or the layout's own labels, default) or 'statements': label every file "
+                   "from the machine statements it stores (GE MUSE / CardioSoft, Philips, HL7 aECG, DICOM, SCP); "
+                   "writes statements.csv and statement_coverage.json beside the dataset")
+    p.add_argument("--statement-target", choices=("ecgfounder", "snomed", "ptbxl"), default="ecgfounder",
+                   help="with --labels-from statements: ECGFounder's 150 labels (default), or the SNOMED-CT / PTB-XL "
+                   "codes they imply through the crosswalk")
+    p.add_argument("--include-serial", action="store_true",
+                   help="with --labels-from statements: label serial-comparison statements ('... NOW EVIDENT IN') "
+                   "with ECGFounder's serial labels (default: marked, no label)")
     p.add_argument("--cache-dir", default=None, help="datasets cache folder")
     p.set_defaults(func=run)
 
@@ -66,11 +80,26 @@ def _split_arg(text):
     return out
 
 
+def _from_statements(args, split, common):
+    """`--labels-from statements`: the label table from each file's own machine statements."""
+    from ..data import build_ecg_dataset
+    from ..data.statements import statement_label_table
+
+    if args.labels or args.layout != "table" or args.label_space or getattr(args, "targets", None):
+        raise ValueError("--labels-from statements takes the labels from the files; drop --labels, --targets, "
+                         "--layout and --label-space (choose the labels with --statement-target).")
+    table, label_space, listing, coverage = statement_label_table(
+        args.records, target=args.statement_target, include_serial=args.include_serial)
+    ds, report = build_ecg_dataset(args.records, table, label_space, split=split, seed=args.seed, **common)
+    return ds, report, (listing, coverage)
+
+
 def run(args) -> int:
     from .errors import CLIError
     from ..data import LabelTableError, build_cinc, build_ecg_dataset, build_ptbxl, save_ecg_dataset
     from ..modeling import LabelSpace
 
+    statements = None
     try:
         split = _split_arg(args.split)
         common = dict(storage=args.storage, num_proc=args.num_proc, cache_dir=args.cache_dir, return_report=True)
@@ -78,7 +107,9 @@ def run(args) -> int:
             label_space = "scored"
         else:
             label_space = LabelSpace.load(args.label_space) if args.label_space else None
-        if args.targets:
+        if args.labels_from == "statements":
+            ds, report, statements = _from_statements(args, split, common)
+        elif args.targets:
             if args.labels or args.layout != "table":
                 raise ValueError("--targets replaces --labels (and needs --layout table).")
             from ..ehr.dataset import build_ehr_dataset
@@ -90,10 +121,11 @@ def run(args) -> int:
             ds, report = build_cinc(args.records, label_space, unknown_codes=args.unknown_codes or "ignore",
                                     split=split, seed=args.seed, **common)
         elif args.layout == "ptbxl":
-            ds, report = build_ptbxl(args.records, sampling_rate=args.sampling_rate, level=args.ptbxl_level, **common)
+            ds, report = build_ptbxl(args.records, sampling_rate=args.sampling_rate, level=args.ptbxl_level,
+                                     drop_unlabelled=args.drop_unlabelled, **common)
         else:
             if not args.labels:
-                raise ValueError("--labels is required (or use --layout cinc / ptbxl).")
+                raise ValueError("--labels is required (or use --layout cinc / ptbxl, or --labels-from statements).")
             regression = [c.strip() for c in args.regression_columns.split(",")] if args.regression_columns else None
             ds, report = build_ecg_dataset(
                 args.records, args.labels, label_space, args.risk_label_space, split=split, seed=args.seed,
@@ -106,6 +138,15 @@ def run(args) -> int:
         raise CLIError(str(err)) from None
     out = save_ecg_dataset(ds, args.out, format=args.format, num_shards=args.num_shards)
     report.save(out / "build_report.json")
+    if statements is not None:
+        from ..data.statements import write_statement_report
+
+        write_statement_report(out, *statements)
+        cov = statements[1]
+        print(f"statements: {cov['records_labelled']} of {cov['records']} files labelled; "
+              + ", ".join(f"{n} {k}" for k, n in cov["statements"].items())
+              + f"; {cov['mapped_fraction']:.1%} of clinical statements mapped (statements.csv, "
+              "statement_coverage.json)")
     sizes = {k: len(v) for k, v in ds.items()} if hasattr(ds, "items") else {"train": len(ds)}
     print(f"wrote {out} ({args.format}): {json.dumps(sizes)}; {report.summary()}")
     for s in report.skipped[:20]:

@@ -34,9 +34,9 @@ def load_model(name: str, revision: str | None = None, trust_remote_code: bool =
         from ..modeling import AnyECGForDiagnosis
 
         return AnyECGForDiagnosis.from_ecgfounder(name)
-    from transformers import AutoModel
+    from ..modeling.loading import load_checked
 
-    return AutoModel.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
+    return load_checked(name, revision=revision, trust_remote_code=trust_remote_code)  # refuses missing/NaN weights
 
 
 def run(args) -> int:

@@ -75,7 +75,8 @@ def run(args) -> int:
     if not args.no_model:
         check_model_argument(args.model, args.revision)
     from ..io import ECGReadError, read_ecg
-    from ..plotting import NoRiskCurvesError, plot_ecg, plot_risk_curves, risk_curves
+    from ..plotting import plot_ecg
+    from ..risk_plots import NoRiskCurvesError, plot_risk_curves, risk_curves
 
     try:
         record = read_ecg(args.file, format=args.input_format)

@@ -15,13 +15,21 @@ import sys
 import tempfile
 import textwrap
 
+from ..runtime.precision import add_precision_argument, precision_from_args
+
 EXIT_CODES = """\
 exit codes (for scripts):
   0    every input was read; or some inputs were unreadable but at least one was processed (the unreadable
        ones are listed at the end and in the errors table: OUT/_errors/ or OUT.errors.csv)
   1    no input could be read (every one failed)
-  2    usage error: bad option, no ECG files found, OUT holds an earlier run (use --resume or --overwrite)
-  3    the model could not be loaded (e.g. the default model is not cached and the machine is offline)
+  2    usage error: bad option, no ECG files found, OUT holds an earlier run (use --resume or --overwrite),
+       OUT is in use by another job (named: pid, host, start time), --resume with settings that differ
+       from the first run's (model, revision, preprocessing, windowing, aggregation, thresholds, units,
+       precision, inputs: each difference named)
+  3    the model could not be loaded (not cached while offline; weights that miss tensors, hold NaN/inf,
+       or cannot be decoded)
+  4    the output cannot be written (disk full, read-only, no permission); rows written so far are kept:
+       make room and rerun with --resume
   130  interrupted (Ctrl-C); rerun with --resume to continue
 """
 
@@ -60,6 +68,9 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
     src.add_argument("--extensions", metavar="EXTS",
                      help="extensions kept when walking folders, e.g. '.hea,.xml' ('*' = every file; default: what "
                      "the readers recognise)")
+    src.add_argument("--follow-links", action="store_true",
+                     help="read links in walked folders that lead outside the folder (a folder of links to a dataset; "
+                     "default: they are not read and are listed in the errors table)")
     src.add_argument("--input-format", metavar="FMT",
                      help="read every input as this format (wfdb, muse, philips, hl7, dicom, scp, edf, csv, npy, npz)")
     src.add_argument("--sampling-rate", type=float, metavar="HZ", help="rate of inputs that do not state it (CSV, .npy)")
@@ -74,8 +85,10 @@ def add_job_arguments(p: argparse.ArgumentParser, task: str) -> None:
     m.add_argument("--revision", metavar="REV", help="Hub revision (branch, tag or commit)")
     m.add_argument("--device", metavar="DEV",
                    help="cpu, cuda, cuda:1, ... (default: one GPU per process when there are GPUs, else CPU)")
-    m.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="compute dtype (bfloat16/float16 = autocast, for GPUs; default float32)")
+    add_precision_argument(m)
+    m.add_argument("--preprocess-on", choices=("auto", "cpu", "device"), default="auto",
+                   help="where filtering / resampling / z-score run: auto (default) = on the model's device when it "
+                   "is a GPU (the readers then only read files), else in the CPU readers; device forces it")
     m.add_argument("--batch-size", type=int, default=64, metavar="N", help="ECGs per forward pass (default 64)")
     m.add_argument("--windowing", choices=("sliding", "first", "center"), default="sliding",
                    help="records longer than the model's input (10 s): windows over the whole record (sliding, as the "
@@ -214,8 +227,9 @@ def run(args, task: str) -> int:
         device=args.device, batch_size=args.batch_size, workers=args.workers, chunk_size=args.chunk_size,
         resume=args.resume, overwrite=args.overwrite, retry_errors=args.retry_errors, limit=args.limit,
         aggregate=args.aggregate, windowing=args.windowing, top_k=getattr(args, "top_k", None), threshold=getattr(args, "threshold", None),
-        horizons=getattr(args, "horizons", None), read_kwargs=read_kwargs, quality=args.quality, dtype=args.dtype,
-        threads=args.threads, progress=args.progress, keep_parts=args.keep_parts,
+        horizons=getattr(args, "horizons", None), read_kwargs=read_kwargs, quality=args.quality,
+        precision=precision_from_args(args), preprocess_on=args.preprocess_on, threads=args.threads, progress=args.progress, keep_parts=args.keep_parts,
+        follow_links=args.follow_links,
     )
     try:
         result = run_job(settings)

@@ -1,7 +1,8 @@
 """A label table from the machine statements stored in the ECG files themselves (`--labels-from statements`).
 
-Each file is read once with `read_ecg`; its `diagnosis_statements` (GE MUSE, CardioSoft, Philips, HL7 aECG, DICOM,
-SCP-ECG readers) are mapped by `anyecg_hf.labels.label_statements` to ECGFounder's 150 labels or, through the
+Each file is read with `read_ecg` (the dataset builder reads the signals again afterwards: labelling stays a separate
+pass that can be rerun alone); its `diagnosis_statements` (GE MUSE, CardioSoft, Philips, HL7 aECG, DICOM, SCP-ECG
+readers) are mapped by `anyecg_hf.labels.label_statements` to ECGFounder's 150 labels or, through the
 crosswalk, to SNOMED-CT codes / PTB-XL statements. The result is a wide table (one 0/1 column per condition, since
 ECGFounder's label names contain spaces) that `build_ecg_dataset` takes as is, plus a per-statement listing and a
 coverage summary so users can see which statements were serial comparisons or stayed unmapped.

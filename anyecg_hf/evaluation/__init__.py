@@ -32,7 +32,7 @@ _LAZY = {
     "run_evaluation": ".runner",
     "run_evaluation_from_npz": ".runner",
     "multilabel_auroc": ".multilabel",
-    "weighted_concordance": ".bootstrap",
+    "weighted_concordance": ".concordance",
     "trainer_compute_metrics": ".metrics",
     "metric_path": ".metrics",
     "load_metric": ".metrics",

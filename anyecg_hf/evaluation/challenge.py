@@ -24,7 +24,8 @@ import numpy as np
 
 NORMAL_CLASS = "426783006"
 
-__all__ = ["NORMAL_CLASS", "cinc2021_weights", "cinc2021_class_matrix", "cinc2021_challenge_score"]
+__all__ = ["NORMAL_CLASS", "cinc2021_weights", "cinc2021_class_matrix", "cinc2021_challenge_score",
+           "challenge_score_of_columns"]
 
 
 @lru_cache(maxsize=1)
@@ -104,3 +105,28 @@ def cinc2021_challenge_score(y_true, y_pred, *, weights=None, normal_index: int 
     if correct == baseline:
         return 0.0
     return (observed - baseline) / (correct - baseline)
+
+
+def challenge_score_of_columns(labels, probabilities, codes, thresholds=0.5) -> float | None:
+    """The challenge score of a dataset whose label columns are SNOMED codes (`codes[k]` for column k), e.g. a
+    `build_cinc(..., "scored")` dataset evaluated through the SNOMED crosswalk.
+
+    A class is true when any of its codes' columns is 1, and predicted when any of its columns' probability reaches
+    its threshold; a class with no column is never predicted (and never true). Columns may be NaN where the model
+    has no output (never predicted). Returns `None` when the columns hold none of the 26 classes.
+    """
+    classes, _ = _read_weights()
+    labels = np.asarray(labels, dtype=float)
+    probs = np.asarray(probabilities, dtype=float)
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=float), (probs.shape[1],))
+    predicted = np.nan_to_num(probs, nan=-np.inf) >= thr
+    y_true = np.zeros((labels.shape[0], len(classes)), dtype=bool)
+    y_pred = np.zeros_like(y_true)
+    found = False
+    for k, code in enumerate(codes):
+        for j, cls in enumerate(classes):
+            if str(code) in cls:
+                found = True
+                y_true[:, j] |= labels[:, k] > 0.5
+                y_pred[:, j] |= predicted[:, k]
+    return cinc2021_challenge_score(y_true, y_pred) if found else None

@@ -18,6 +18,7 @@ import torch
 
 from ..modeling.label_space import LabelSpace
 from ..prediction import MODEL_INPUT_KEYS, aggregate_windows
+from ..runtime.precision import autocast
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +51,16 @@ def remap_columns(values: np.ndarray | None, mask: np.ndarray | None, index: np.
 
 
 @torch.no_grad()
-def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool = True, progress: bool = False) -> dict:
+def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool = True, progress: bool = False,
+                        precision=None) -> dict:
     """Run `model` (eval mode) over `dataloader` (batches from `ECGDataCollator`) and gather, in dataset order:
 
     `diagnosis_probs` (sigmoid of the diagnosis logits), `risk_scores`, `cumulative_incidence`,
     `regression_outputs` (whichever the model returns), the targets present in the batches, and `loss` (mean of the
     batch losses when targets are given). Windows of one record (`window_to_record`, from `window="all"`) are
     averaged. With an `accelerator`, results are gathered from every process (`gather_for_metrics`).
+    `precision` (a dtype from `runtime.precision.resolve_precision`, default None = float32) runs the model under
+    autocast (an Accelerate-prepared model already runs in the accelerator's mixed precision).
     """
     unwrapped = accelerator.unwrap_model(model) if accelerator is not None else model
     was_training = model.training
@@ -77,11 +81,12 @@ def collect_predictions(model, dataloader, accelerator=None, compute_loss: bool 
             kwargs = dict(inputs)
             if compute_loss:
                 kwargs.update(_loss_targets(unwrapped, targets))
-            out = model(**kwargs)
+            with autocast(precision, device):  # `precision`: None (fp32) or a dtype from resolve_precision
+                out = model(**kwargs)
             if compute_loss and getattr(out, "loss", None) is not None:
                 losses.append(out.loss.detach().float().reshape(1))
             named = unwrapped.named_outputs(out)
-            preds = {_PRED_NAMES.get(k, k): v for k, v in named.items() if v is not None}
+            preds = {_PRED_NAMES.get(k, k): v.float() for k, v in named.items() if v is not None}  # bf16 -> fp32
             if owners is not None:
                 owners = owners.to(device)
                 n = int(owners.max()) + 1

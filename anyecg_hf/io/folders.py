@@ -49,7 +49,7 @@ def is_ecg_file(path) -> bool:
 
 
 def walk_ecg_files(folder, *, recursive: bool = True, extensions=None, skipped: list | None = None,
-                   errors: list | None = None) -> Iterator[str]:
+                   errors: list | None = None, follow_links: bool = False) -> Iterator[str]:
     """Yield the ECG files under `folder` (paths joined to `folder` as given): each folder's files sorted by name,
     then its sub-folders in sorted order (`os.walk` top-down, links to folders not followed); hidden files and
     folders are skipped; a WFDB data file with its `.hea` beside it is part of that record, not an input of its own.
@@ -63,6 +63,8 @@ def walk_ecg_files(folder, *, recursive: bool = True, extensions=None, skipped: 
         errors (`list`, *optional*): when given, entries that must never be opened are left out and reported here
             as `(path, error class, message)`: links leading outside `folder` (their target is not named: it may be
             a secret), FIFOs, sockets, devices and dangling links.
+        follow_links (`bool`, defaults to `False`): read file links leading outside `folder` (a folder of links to
+            a dataset elsewhere); links to folders are still not walked.
     """
     root_folder = os.fspath(folder)
     for root, dirs, files in os.walk(root_folder):
@@ -85,7 +87,7 @@ def walk_ecg_files(folder, *, recursive: bool = True, extensions=None, skipped: 
             if ext in WFDB_DATA_EXTENSIONS and any(stem + h in names for h in (".hea", ".HEA")):
                 continue  # the record's input is its header
             path = os.path.join(root, name)
-            if errors is not None and _refused(path, root_folder, errors):
+            if errors is not None and _refused(path, root_folder, errors, follow_links):
                 continue
             keep = is_ecg_file(path) if extensions is None else (extensions == "*" or ext in extensions)
             if keep:
@@ -94,8 +96,8 @@ def walk_ecg_files(folder, *, recursive: bool = True, extensions=None, skipped: 
                 skipped.append(path)
 
 
-def _refused(path: str, root: str, errors: list) -> bool:
-    if outside_root(path, root) is not None:
+def _refused(path: str, root: str, errors: list, follow_links: bool = False) -> bool:
+    if not (follow_links and os.path.isfile(path)) and outside_root(path, root) is not None:
         errors.append((path, "ECGReadError", f"{path}: a link leading outside the input folder: skipped"))
         return True
     if not os.path.isfile(path):  # FIFO, socket, device, dangling link: never opened

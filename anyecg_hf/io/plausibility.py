@@ -9,7 +9,8 @@ duration of 1e-30 s, microvolts stored where millivolts were declared, volts rea
   `ABSURD_AMPLITUDE_MV` (100 V: raw ADC counts or a corrupt gain);
 * **warns** (structured, in `record.metadata["plausibility_warnings"]`: a list of `{"code", "message", "value"}`)
   about what may be an ECG but will give unreliable outputs: `low_rate` (< 100 Hz), `short` (< 1 s),
-  `amplitude_high` (a lead spans more than 50 mV; ECG waves are < 5 mV, pacing spikes < ~20 mV),
+  `amplitude_high` (a lead spans more than 50 mV, or a sample lies more than 50 mV from zero: a DC offset; ECG
+  waves are < 5 mV, pacing spikes < ~20 mV),
   `units_microvolts` (the median lead spans 200 mV to 100 V: microvolts read as millivolts), `amplitude_low`
   (every lead spans < 20 uV: flat, or volts read as millivolts; the quality flags call these leads `flat` and the
   feature extractor masks them) and `no_finite_samples`.
@@ -86,6 +87,9 @@ def assess(signal: np.ndarray, sampling_rate: float) -> list[dict]:
     elif widest > MAX_AMPLITUDE_MV:
         out.append(_warning("amplitude_high", f"a lead spans {widest:.4g} mV (> {MAX_AMPLITUDE_MV:g} mV): artefact, "
                                               "DC offset or wrong units", widest))
+    elif peak > MAX_AMPLITUDE_MV:
+        out.append(_warning("amplitude_high", f"samples reach {peak:.4g} mV from zero (> {MAX_AMPLITUDE_MV:g} mV): "
+                                              "a DC offset or wrong units", peak))
     if widest < LOW_AMPLITUDE_MV:
         out.append(_warning("amplitude_low", f"every lead spans less than {LOW_AMPLITUDE_MV * 1000:g} uV (widest "
                                              f"{widest * 1000:.3g} uV): flat, or volts read as millivolts", widest))

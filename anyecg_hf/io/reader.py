@@ -87,7 +87,12 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
         ValueError: an unknown `format` name or `waveform` value.
     """
     path = Path(os.fspath(path))
-    fmt = normalize_format(format) if format is not None else detect_format(path)
+    try:
+        fmt = normalize_format(format) if format is not None else detect_format(path)
+    except (FileNotFoundError, ECGReadError):
+        raise
+    except OSError as err:  # no permission, I/O error: the file cannot be read, say which and why
+        raise ECGReadError(path, f"cannot open the file ({err.strerror or err})") from None
     if not path.exists() and not (fmt == "wfdb" and wfdb_header_for(path) is not None):
         raise FileNotFoundError(f"No such file: {path}")
     if path.exists() and not path.is_dir():
@@ -142,7 +147,8 @@ class ECGDirectoryReader:
         n_read (`int`): records yielded so far.
     """
 
-    def __init__(self, folder, *, recursive: bool = True, formats=None, progress: bool = True, **read_kwargs):
+    def __init__(self, folder, *, recursive: bool = True, formats=None, progress: bool = True,
+                 follow_links: bool = False, **read_kwargs):
         self.folder = Path(os.fspath(folder))
         if not self.folder.is_dir():
             raise NotADirectoryError(f"Not a folder: {self.folder}")
@@ -153,7 +159,8 @@ class ECGDirectoryReader:
         self.skipped: list[str] = []
         self.n_read = 0
         self.files: list[Path] = [Path(p) for p in walk_ecg_files(self.folder, recursive=recursive,
-                                                                  skipped=self.skipped, errors=self.errors)]
+                                                                  skipped=self.skipped, errors=self.errors,
+                                                                  follow_links=follow_links)]
         self._progress = progress
         self._iter = None
 
@@ -197,7 +204,7 @@ class ECGDirectoryReader:
             )
 
 
-def read_ecg_dir(folder, *, recursive: bool = True, formats=None, progress: bool = True,
+def read_ecg_dir(folder, *, recursive: bool = True, formats=None, progress: bool = True, follow_links: bool = False,
                  **read_kwargs) -> ECGDirectoryReader:
     """Read every ECG file in a folder, lazily.
 
@@ -206,6 +213,8 @@ def read_ecg_dir(folder, *, recursive: bool = True, formats=None, progress: bool
         recursive (`bool`, defaults to `True`): include sub-folders (hidden ones are skipped).
         formats (`str` or `list[str]`, *optional*): only read files detected as these formats.
         progress (`bool`, defaults to `True`): show a tqdm progress bar.
+        follow_links (`bool`, defaults to `False`): read file links whose real path is outside `folder` (a folder of
+            links to a dataset); by default they are not opened and are listed in `.errors`.
         **read_kwargs: passed to `read_ecg` for every file (e.g. `sampling_rate=500` for `.npy` files).
 
     Returns:
@@ -213,4 +222,5 @@ def read_ecg_dir(folder, *, recursive: bool = True, formats=None, progress: bool
         Unreadable files do not stop the walk: they are collected in `.errors` as `(path, error class, message)`
         and summarised in a warning at the end.
     """
-    return ECGDirectoryReader(folder, recursive=recursive, formats=formats, progress=progress, **read_kwargs)
+    return ECGDirectoryReader(folder, recursive=recursive, formats=formats, progress=progress,
+                              follow_links=follow_links, **read_kwargs)

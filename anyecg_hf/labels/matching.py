@@ -1,10 +1,10 @@
 """Match a dataset's conditions to a model's labels, directly or through a crosswalk, and aggregate probabilities.
 
-Evaluation scores the DATASET's conditions: each one gets the model label(s) that imply it. Without a crosswalk a
-dataset condition matches a model label with the same id, the same (code system, code) or the same name
-(case-insensitive). With one (`crosswalk("ecgfounder", "snomed")`, a user's CSV), a dataset condition whose code (or
-id) is a crosswalk target also matches every model label mapped to it with a tier in `tiers` (by default the tiers
-the label implies: exact, broader, composite). Several model labels for one condition (many-to-one) are combined
+Evaluation scores the DATASET's conditions: each one gets the model label(s) that imply it. A dataset condition
+matches a model label with the same id, the same (code system, code) or the same name (case-insensitive). With a
+crosswalk (`crosswalk("ecgfounder", "snomed")`, a user's CSV), a dataset condition whose code (or id) is a crosswalk
+target also matches every model label mapped to it with a tier in `tiers` (by default the tiers the label implies:
+exact, broader, composite), in addition to its direct match. Several model labels for one condition (many-to-one) are combined
 by `aggregate_probabilities`: the maximum by default (the condition is present if any label that implies it is),
 or the mean.
 """
@@ -31,12 +31,21 @@ class ConditionMatch:
     code: str
     model_indices: tuple = ()
     model_labels: tuple = ()
-    tier: str = ""  # strongest tier among the rows used; "" when matched directly or unmatched
-    how: str = ""  # "id", "code", "name", "crosswalk" or "" (unmatched)
+    tier: str = ""  # strongest tier among the rows used ("exact" for a direct match); "" without a crosswalk
+    how: str = ""  # "id", "code", "name", "crosswalk", "<direct>+crosswalk" or "" (unmatched)
 
     def as_row(self) -> dict:
         return {"id": self.id, "name": self.name, "code_system": self.code_system, "code": self.code,
                 "model_labels": " | ".join(self.model_labels), "tier": self.tier, "matched_by": self.how}
+
+
+def _canonical(name: str) -> str:
+    """A label name as the crosswalk knows it: 12SL variants a model may use (other case, trailing punctuation, the
+    continuation "WITH " added or dropped, known wordings) resolve to the ECGFounder label."""
+    from .statements import _lookup, normalize_statement
+
+    text = normalize_statement(name)
+    return (_lookup(text) or text).casefold()
 
 
 def _direct(model_space, condition):
@@ -69,29 +78,31 @@ def match_conditions(model_space, data_space, label_map=None, tiers=IMPLIED_TIER
     if bad:
         raise ValueError(f"tiers {bad} are not crosswalk tiers ({', '.join(t for t in TIERS if t != 'none')}).")
     rank = {t: i for i, t in enumerate(TIERS)}
-    by_name = {m.name.casefold(): i for i, m in enumerate(model_space)}
+    by_name = {_canonical(m.name): i for i, m in enumerate(model_space)}
     by_code: dict[str, list[tuple[int, str]]] = {}
     if label_map is not None:
         for row in label_map.itertuples(index=False):
-            i = by_name.get(str(row.label).casefold())
+            i = by_name.get(_canonical(str(row.label)))
             if i is not None and row.tier in tiers and row.code:
                 by_code.setdefault(str(row.code).strip().casefold(), []).append((i, row.tier))
     matched, unmatched = [], []
     for j, c in enumerate(data_space):
         base = dict(data_index=j, id=c.id, name=c.name, code_system=c.code_system, code=c.code or "")
         i, how = _direct(model_space, c)
-        if i is not None:
-            matched.append(ConditionMatch(**base, model_indices=(i,), model_labels=(model_space[i].name,), how=how))
-            continue
         hits = by_code.get((c.code or "").strip().casefold()) or by_code.get(c.id.strip().casefold()) or []
-        if hits:
-            indices = tuple(dict.fromkeys(i for i, _ in hits))
-            tier = min((t for _, t in hits), key=rank.get)
-            matched.append(ConditionMatch(**base, model_indices=indices,
-                                          model_labels=tuple(model_space[i].name for i in indices), tier=tier,
-                                          how="crosswalk"))
-        else:
+        if i is not None:
+            hits = [(i, "exact")] + hits  # a direct match is the same condition
+        if not hits:
             unmatched.append(ConditionMatch(**base))
+            continue
+        indices = tuple(dict.fromkeys(k for k, _ in hits))
+        tier = min((t for _, t in hits), key=rank.get) if label_map is not None else ""
+        if i is None:
+            how = "crosswalk"
+        elif len(indices) > 1:
+            how += "+crosswalk"
+        matched.append(ConditionMatch(**base, model_indices=indices,
+                                      model_labels=tuple(model_space[k].name for k in indices), tier=tier, how=how))
     return matched, unmatched
 
 

@@ -3,8 +3,9 @@
 ECGFounder was trained on GE 12SL statement texts, and clinical archives (MUSE, CardioSoft, Philips, HL7 aECG,
 DICOM) carry such statements per ECG; turning them into labels gives a labelled cohort without manual review.
 
-Each statement is normalised (Unicode NFKC, upper case, `&` -> AND, `A-V` -> AV, surrounding `*`, `-`, quotes and
-trailing punctuation removed, spaces collapsed), then classified:
+Each statement is normalised (Unicode NFKC, upper case, `&` -> AND, `A-V` -> AV, parenthesised criteria such as
+Philips' "(rate< 50)" removed, surrounding `*`, `-`, `<`, `>`, quotes and trailing punctuation removed, spaces
+collapsed), then classified:
 
 - `administrative`: confirmation / referral lines ("Confirmed by ...", "Unconfirmed analysis").
 - `serial`: comparisons with an earlier ECG ("... NOW EVIDENT IN", "QT HAS LENGTHENED", "When compared with ECG
@@ -43,13 +44,14 @@ _ADMIN = re.compile(
 _QUALIFIERS = ("CANNOT RULE OUT ", "POSSIBLE ", "PROBABLE ", "CONSIDER ", "SUSPECT ", "BORDERLINE ", "OCCASIONAL ",
                "FREQUENT ", "MULTIPLE ", "MULTIFORM ", "A ", "AN ")
 _SUFFIXES = (", AGE UNDETERMINED", " AGE UNDETERMINED", ", POSSIBLY ACUTE", " , AGE UNDETERMINED")
-_STRIP = " \t*-.,;:!\"'`=~_#"
+_STRIP = " \t*-.,;:!\"'`=~_#<>"
 
 
 def normalize_statement(text: str) -> str:
     """Canonical form used for matching (see the module docstring)."""
     s = unicodedata.normalize("NFKC", str(text)).upper()
     s = s.replace("&", " AND ").replace("A-V ", "AV ").replace("S-A ", "SA ")
+    s = re.sub(r"\([^()]*\)", " ", s)  # Philips appends its criteria in parentheses: "(rate< 50)"
     s = re.sub(r"\s+", " ", s).strip(_STRIP)
     s = re.sub(r"\s+,", ",", s)
     return s.replace(" ,", ",")

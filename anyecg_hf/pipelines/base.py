@@ -21,6 +21,7 @@ from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineItera
 from torch.utils.data import DataLoader
 
 from ..prediction import MODEL_INPUT_KEYS, aggregate_windows, prepare_records
+from ..runtime.precision import autocast, resolve_precision
 
 _META_KEYS = ("is_last", "record", "warnings", "error", "source")
 _ON_ERROR = ("raise", "return")
@@ -49,6 +50,9 @@ class ECGPipelineBase(ChunkPipeline):
         on_error (`str`): `"raise"` (default) stops at an unreadable or invalid input; `"return"` gives a result
             with an `"error"` message for that input and goes on (what batch jobs want).
         batch_size, num_workers, device: as in every transformers pipeline (windows are batched across records).
+        precision (`str`, defaults to `"fp32"`): `"bf16"` / `"fp16"` run the model under autocast, `"auto"` = bf16
+            where the device has it natively (`anyecg_hf.runtime.precision.resolve_precision`); at construction
+            (`pipeline(..., precision="bf16")`) or per call. Not for `onnx_model`.
         onnx_model (constructor only): path of an ONNX file exported from the same model (`anyecg export-onnx`), or an
             `anyecg_hf.export.OnnxECGModel`; the forward pass then runs on ONNX Runtime (CPU), which is faster at
             small batches and on shared CPUs (see docs/speed.md). Outputs match PyTorch to ~1e-6.
@@ -112,6 +116,7 @@ class ECGPipelineBase(ChunkPipeline):
         quality=None,
         on_error=None,
         windowing=None,
+        precision=None,
         **kwargs,
     ):
         preprocess = {}
@@ -128,6 +133,13 @@ class ECGPipelineBase(ChunkPipeline):
             postprocess["aggregation"] = aggregation
         forward, extra_post = self._sanitize_task_parameters(**kwargs)
         postprocess.update(extra_post)
+        if precision is not None:
+            from ..runtime.precision import normalize_precision
+
+            if normalize_precision(precision) != "fp32" and getattr(self, "onnx_model", None) is not None:
+                raise ValueError(f"precision={precision!r} applies to the PyTorch model; the ONNX Runtime backend "
+                                 "(onnx_model) runs float32")
+            forward["precision"] = precision
         return preprocess, forward, postprocess
 
     def _sanitize_task_parameters(self, **kwargs):
@@ -269,11 +281,13 @@ class ECGPipelineBase(ChunkPipeline):
         inputs = {k: model_inputs[k] for k in MODEL_INPUT_KEYS if model_inputs.get(k) is not None}
         if not bool(keep.all()):
             inputs = {k: v[keep.to(v.device)] for k, v in inputs.items()}
+        compute = resolve_precision(forward_params.pop("precision", None), self.device)
         if inputs["input_values"].shape[0]:
             dtype = self.model.dtype
             if inputs["input_values"].dtype != dtype and dtype.is_floating_point:
                 inputs["input_values"] = inputs["input_values"].to(dtype)
-            outputs = self._run_model(inputs, **forward_params)
+            with autocast(compute, self.device):
+                outputs = self._run_model(inputs, **forward_params)
         else:
             outputs = {}
         result = {"window": window}

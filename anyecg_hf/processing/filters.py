@@ -1,5 +1,5 @@
-"""Vectorised ECG filters: zero-phase IIR filtering, the exact zero-padded running median, resampling, and the
-plain per-lead reference recipe used as the parity / speed baseline.
+"""Vectorised ECG filters: zero-phase IIR filtering, the exact zero-padded running median, (resampling and the plain
+per-lead reference recipe, the parity / speed baseline, are in `resampling.py` and `reference.py`, importable here).
 
 Every function takes a 2-D array of rows `(R, N)` (any number of leads of any number of ECGs stacked) and works on
 all rows at once: there is no Python loop per lead. With numba installed the kernels in `_kernels.py` run (parallel
@@ -9,15 +9,16 @@ more slowly.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage, signal
+
+from .reference import reference_preprocess  # noqa: F401 (importable here as before)
+from .resampling import rational_ratio, resample, resample_span  # noqa: F401 (importable here as before)
 
 try:  # numba is a dependency; the fallback keeps the package usable where it cannot be installed
     if os.environ.get("ANYECG_DISABLE_NUMBA"):
@@ -364,65 +365,6 @@ def scale_rows_into(x: np.ndarray, mean: np.ndarray, inv: np.ndarray, out: np.nd
         return
     mean, inv, dest = (np.ascontiguousarray(v, dtype=t) for v, t in ((mean, np.float64), (inv, np.float64), (dest, np.int64)))
     _for_chunks(lambda a, b: _kernels.scale_rows_into(x[a:b], mean[a:b], inv[a:b], out, dest[a:b]), len(x))
-
-
-# --------------------------------------------------------------------------------------------- resampling
-@lru_cache(maxsize=256)
-def rational_ratio(fs_in: float, fs_out: float, max_denominator: int = 10000) -> tuple[int, int]:
-    """`(up, down)` with `up / down = fs_out / fs_in`, e.g. (500, 257) for 257 Hz -> 500 Hz, (1, 2) for 1000 -> 500.
-
-    Non-integer rates are approximated with denominators up to `max_denominator` (499.7 Hz -> 5000/4997 exactly;
-    otherwise a relative rate error below ~1e-8, far under any ECG clock's tolerance).
-    """
-    ratio = Fraction(fs_out).limit_denominator(10**6) / Fraction(fs_in).limit_denominator(10**6)
-    ratio = ratio.limit_denominator(max_denominator)
-    return ratio.numerator, ratio.denominator
-
-
-def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    """Polyphase resampling of every row (`scipy.signal.resample_poly`, Kaiser-windowed FIR, `padtype="line"`).
-
-    `padtype="line"` removes a straight line through the record before filtering and adds it back, so a raw ECG
-    with a DC offset does not get a zero-padding transient at its ends. Output length `ceil(N * up / down)`.
-    """
-    up, down = rational_ratio(fs_in, fs_out)
-    if up == down:
-        return np.asarray(x, dtype=np.float64)
-    return signal.resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=-1, padtype="line")
-
-
-def resample_span(x: np.ndarray, fs_in: float, fs_out: float, start: int, stop: int) -> np.ndarray:
-    """Output samples `[start, stop)` of `resample(x, fs_in, fs_out)` computed from the input span they need plus a
-    margin, so a 10 s window of a 24 h Holter does not resample the whole day. Identical to slicing the full
-    resampling up to the FIR's edge effects, which the margin keeps out of the returned span."""
-    up, down = rational_ratio(fs_in, fs_out)
-    if up == down:
-        return np.asarray(x[:, start:stop], dtype=np.float64)
-    n_in = x.shape[1]
-    margin = 20 * math.ceil(max(up, down) / up) + 2 * down  # > the FIR half-length (10 * max(up, down) / up)
-    a = max(0, (math.floor(start * down / up) - margin) // down * down)  # a multiple of `down`: aligned grid
-    b = min(n_in, math.ceil(stop * down / up) + margin)
-    if a == 0 and b == n_in:
-        return resample(x, fs_in, fs_out)[:, start:stop]
-    y = resample(x[:, a:b], fs_in, fs_out)
-    offset = a * up // down
-    return y[:, start - offset:stop - offset]
-
-
-# --------------------------------------------------------------------------------------------- reference
-def reference_preprocess(x: np.ndarray, fs: float = 500.0) -> np.ndarray:
-    """The released ECGFounder recipe, written plainly per lead with scipy (the parity definition and the speed
-    baseline of `benchmarks/bench_preprocessing.py`): NaN -> 0; per lead `filtfilt(iirnotch(50, 30))`; per lead
-    `filtfilt(butter(4, [0.67, 40], "bandpass"))` in (b, a) form; per lead subtract `medfilt(x, int(0.4 fs) + 1)`;
-    one z-score over the whole leads x time array, `(x - mean) / (std + 1e-8)`; float32."""
-    x = np.nan_to_num(np.asarray(x, dtype=np.float64))
-    b, a = signal.iirnotch(50, 30, fs)
-    x = np.stack([signal.filtfilt(b, a, lead) for lead in x])
-    b, a = signal.butter(4, [0.67, 40], "bandpass", fs=fs)
-    x = np.stack([signal.filtfilt(b, a, lead) for lead in x])
-    k = int(0.4 * fs) + 1
-    x = np.stack([lead - signal.medfilt(lead, k) for lead in x])
-    return ((x - x.mean()) / (x.std() + 1e-8)).astype(np.float32)
 
 
 def warm_up() -> None:

@@ -33,7 +33,7 @@ from scipy.fft import next_fast_len
 
 from . import filters
 
-__all__ = ["TorchPreprocessor", "torch_filtfilt", "torch_resample", "torch_running_median"]
+__all__ = ["TorchPreprocessor", "preprocess_raw_inputs", "torch_filtfilt", "torch_resample", "torch_running_median"]
 
 
 # ------------------------------------------------------------------------------------------------ zero-phase IIR
@@ -231,3 +231,25 @@ class TorchPreprocessor:
         mean = (y * w).sum(dim=dims, keepdim=True) / count
         std = ((((y - mean) * w) ** 2).sum(dim=dims, keepdim=True) / count).sqrt()
         return (y - mean) / (std + eps)
+
+
+def preprocess_raw_inputs(raw: list[dict], preprocessor: TorchPreprocessor) -> dict:
+    """`AnyECGFeatureExtractor.raw_inputs(...)` of any mix of rates and lengths -> the extractor's batch outputs on
+    the preprocessor's device, records in the given order: one `TorchPreprocessor` call per (rate, length) group
+    (usually one per batch), windows re-ordered so that each record's windows are contiguous, `window_to_record`
+    indexing `raw`."""
+    if not raw:
+        raise ValueError("no records to preprocess")
+    groups: dict = {}
+    for j, r in enumerate(raw):
+        groups.setdefault((float(r["fs"]), r["x"].shape[-1]), []).append(j)
+    parts = []
+    for (fs, _), members in groups.items():
+        x = torch.from_numpy(np.stack([np.asarray(raw[j]["x"]) for j in members]))  # cast on the device
+        mask = torch.from_numpy(np.stack([np.asarray(raw[j]["lead_mask"], dtype=bool) for j in members]))
+        out = preprocessor(x, fs, mask)
+        out["window_to_record"] = torch.as_tensor(members, device=out["window_to_record"].device)[out["window_to_record"]]
+        parts.append(out)
+    merged = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    order = torch.sort(merged["window_to_record"], stable=True).indices
+    return {k: v[order] for k, v in merged.items()}

@@ -36,7 +36,7 @@ def report_css() -> str:
 def tracing_alt(c: dict) -> str:
     """Alt text of the tracing: what a sighted reader gets from the image, in words."""
     sig = c["signal"]
-    parts = [f"12-lead ECG tracing of record {c['record_id']} on ECG paper: {sig['leads']} leads "
+    parts = [f"{sig['leads']}-lead ECG tracing of record {c['record_id']} on ECG paper: {sig['leads']} leads "
              f"({', '.join(sig['lead_names'])}), {sig['duration']:.1f} s at {sig['sampling_rate']:g} Hz"]
     if c["measurements"]:
         parts.append("measurements " + ", ".join(f"{m['name']} {m['text']}" for m in c["measurements"]))

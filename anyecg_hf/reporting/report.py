@@ -93,7 +93,8 @@ class ECGReporter:
         """
         from ..io import read_ecg
         from ..prediction import profile_rows
-        from ..plotting import NoRiskCurvesError, plot_ecg, plot_risk_curves, risk_curves
+        from ..plotting import plot_ecg
+        from ..risk_plots import NoRiskCurvesError, plot_risk_curves, risk_curves
         from ..processing import signal_quality
         from ..runtime.precision import autocast
 

@@ -16,6 +16,8 @@ would otherwise emulate it, slowly, with float16's narrow range on top. The agre
 float32 on the parity weights is printed by `benchmarks/bench_precision.py` and stated in `docs/speed.md`.
 
 Output rows and files record the precision actually used (`precision_label(dtype)`: `"fp32"`, `"bf16"`, `"fp16"`).
+
+Importing this module does not import torch (the command-line parsers use `add_precision_argument`).
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ import sys
 import warnings
 from pathlib import Path
 
-import torch
-
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 _ALIASES = {
     "fp32": "fp32", "float32": "fp32", "float": "fp32", "32": "fp32", "no": "fp32",
@@ -36,8 +36,13 @@ _ALIASES = {
     "fp16": "fp16", "float16": "fp16", "half": "fp16", "16": "fp16",
     "auto": "auto",
 }
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-_LABELS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def _dtype(name: str):
+    import torch
+
+    return getattr(torch, _DTYPE_NAMES[name])
 
 
 def normalize_precision(precision) -> str:
@@ -45,11 +50,7 @@ def normalize_precision(precision) -> str:
     `half`, a `torch.dtype`, or `None` = fp32)."""
     if precision is None:
         return "fp32"
-    if isinstance(precision, torch.dtype):
-        if precision not in _LABELS:
-            raise ValueError(f"precision {precision} is not one of float32, bfloat16, float16")
-        return _LABELS[precision]
-    key = str(precision).strip().lower().removeprefix("torch.")
+    key = str(precision).strip().lower().removeprefix("torch.")  # torch.bfloat16 -> "bfloat16"
     if key not in _ALIASES:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (or float32 / bfloat16 / float16), "
                          f"got {precision!r}")
@@ -60,6 +61,8 @@ def normalize_precision(precision) -> str:
 def cpu_flags() -> frozenset[str]:
     """Feature flags of this CPU: the `flags` (x86) or `Features` (Arm) line of `/proc/cpuinfo`, plus what
     PyTorch's cpuinfo probe reports (the only source off Linux)."""
+    import torch
+
     flags: set[str] = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -80,7 +83,9 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(flags)
 
 
-def _device(device) -> torch.device:
+def _device(device):
+    import torch
+
     return device if isinstance(device, torch.device) else torch.device(device or "cpu")
 
 
@@ -90,6 +95,8 @@ def native_bf16(device="cpu") -> bool:
     if device.type == "cpu":
         return bool(cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     return False
 
@@ -101,6 +108,8 @@ def native_fp16(device="cpu") -> bool:
     if device.type == "cpu":
         return bool(cpu_flags() & {"amx_fp16", "avx512_fp16"})
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 7
     return device.type == "mps"
 
@@ -127,7 +136,7 @@ def resolve_precision(precision, device="cpu") -> torch.dtype | None:
     if name == "fp32":
         return None
     if name == "auto":
-        return torch.bfloat16 if native_bf16(device) else None
+        return _dtype("bf16") if native_bf16(device) else None
     if name == "fp16" and device.type == "cpu" and not native_fp16(device):
         raise ValueError("precision fp16 on this CPU: it has no native float16 arithmetic (no amx_fp16 / "
                          "avx512_fp16), so PyTorch would emulate it, slowly and with float16's narrow range; use "
@@ -138,12 +147,18 @@ def resolve_precision(precision, device="cpu") -> torch.dtype | None:
         warnings.warn(f"precision bf16 on {device}: no native bfloat16 here (CPU flags avx512_bf16 / amx_bf16, or "
                       "CUDA capability >= 8.0), so it is emulated and likely slower than fp32", RuntimeWarning,
                       stacklevel=2)
-    return _DTYPES[name]
+    return _dtype(name)
+
+
+def precision_dtype(label: str) -> torch.dtype | None:
+    """The autocast dtype of an already resolved label (`"fp32"` -> None, `"bf16"`, `"fp16"`), without checks."""
+    name = normalize_precision(label)
+    return None if name == "fp32" else _dtype(name)
 
 
 def precision_label(dtype: torch.dtype | None) -> str:
     """`"fp32"` for `None` / float32, `"bf16"`, `"fp16"`: the value written to output rows and reports."""
-    return "fp32" if dtype is None else _LABELS[dtype]
+    return normalize_precision(dtype)
 
 
 def autocast(dtype: torch.dtype | None, device="cpu"):
@@ -151,6 +166,8 @@ def autocast(dtype: torch.dtype | None, device="cpu"):
     no-op for `None` (float32). `dtype` comes from `resolve_precision`."""
     if dtype is None:
         return contextlib.nullcontext()
+    import torch
+
     return torch.autocast(_device(device).type, dtype=dtype)
 
 
@@ -187,5 +204,7 @@ def accelerate_mixed_precision(precision, device=None) -> str:
     ...) on `device` (default: CUDA when available, else CPU), by the same rules: a recipe's `mixed_precision: auto`
     trains in bf16 on GPUs from Ampere on and on CPUs with native bf16, in fp32 elsewhere."""
     if device is None:
+        import torch
+
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return {None: "no", torch.bfloat16: "bf16", torch.float16: "fp16"}[resolve_precision(precision, device)]
+    return {"fp32": "no"}.get(label := precision_label(resolve_precision(precision, device)), label)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 
 def available_cpus() -> int:
     """Cores this process may run on (its CPU affinity, which containers and `taskset` restrict), at least 1."""
@@ -40,6 +38,8 @@ def configure_cpu_threads(num_threads: int | None = None, interop_threads: int |
     Returns:
         The number of intra-op threads now in use.
     """
+    import torch
+
     num_threads = default_num_threads() if num_threads is None else int(num_threads)
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}.")

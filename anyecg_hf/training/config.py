@@ -53,7 +53,7 @@ DEFAULTS: dict = {
         "warmup_ratio": 0.05,
         "warmup_steps": None,
         "max_grad_norm": 1.0,
-        "mixed_precision": "no",  # "no", "bf16", "fp16" (GPU)
+        "mixed_precision": "no",  # "no", "bf16", "fp16", "auto" (bf16 where native: runtime.precision)
         "class_weighting": "none",  # "none", "balanced" (pos_weight = n_neg / n_pos) or "sqrt"
         "max_pos_weight": 100.0,
         "log_every": 10,
