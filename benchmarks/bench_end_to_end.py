@@ -206,7 +206,7 @@ class RSSMonitor:
 def run_profile(archive: Path, model_dir: Path, out: Path, processes: int, batch_size: int, workers, threads,
                 quality: bool = True) -> dict:
     args = ["profile", str(archive), "--model", str(model_dir), "--out", str(out), "--format", "parquet",
-            "--batch-size", str(batch_size), "--no-progress", "--overwrite"]
+            "--batch-size", str(batch_size), "--no-progress", "--overwrite", "--follow-links"]
     if not quality:
         args.append("--no-quality")
     if workers is not None:
