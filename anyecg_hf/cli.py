@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from .commands.errors import CLIError
+from .commands.errors import EXIT_CODES_HELP, CLIError
 
 __all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
 
@@ -43,6 +43,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anyecg",
         description="ECG foundation models (ECGFounder / AnyECG): profile, convert, evaluate, fine-tune data.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"anyecg_hf {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -366,7 +366,15 @@ def test_resolve_local_checkpoint_and_extractor_fallback(tmp_path, assets, monke
     pth = tiny_ecgfounder_checkpoint(tmp_path / "my.pth")
     folder = resolve_model(str(pth), cache_dir=tmp_path / "cache")
     assert os.path.basename(folder).startswith("converted-") and resolve_model(str(pth), cache_dir=tmp_path / "cache") == folder
-    assert resolve_model(str(tmp_path / "x")) == str(tmp_path / "x") and resolve_model("org/some-model") == "org/some-model"
+    assert resolve_model(folder) == folder  # a model folder is returned as is
+    from anyecg_hf.prediction import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="does not exist"):  # a missing folder never goes to the Hub
+        resolve_model(str(tmp_path / "x"))
+    with monkeypatch.context() as m:
+        m.setenv("HF_HUB_OFFLINE", "1")
+        with pytest.raises(ModelNotFoundError, match="not in the cache"):  # uncached Hub id, offline: at once
+            resolve_model("org/some-model")
     os.remove(os.path.join(folder, "preprocessor_config.json"))  # e.g. a folder written by plain transformers code
     model, fe = load_model_and_extractor(folder)
     assert type(model).__name__ == "AnyECGForDiagnosis" and not model.training

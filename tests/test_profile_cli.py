@@ -98,7 +98,7 @@ def test_profile_csv_rows_match_manual_forward_and_skip_corrupt(tiny_model, samp
         assert [int(r["rank"]) for r in rs] == [1, 2]
         np.testing.assert_allclose([float(r["score"]) for r in rs], probs[order], rtol=0, atol=1e-6)
         assert [r["positive"] == "True" for r in rs] == [bool(probs[i] >= 0.5) for i in order]
-        assert rs[0]["record"] == os.path.basename(path)[:-4]
+        assert rs[0]["record_id"] == os.path.basename(path)[:-4]
     errors = list(csv.DictReader(open(tmp_path / "profile.errors.csv")))
     assert sorted(os.path.basename(e["path"]) for e in errors) == ["B_corrupt.hea", "truncated.xml"]
     assert all(e["error_class"] == "ECGReadError" and e["message"] for e in errors)
@@ -184,6 +184,15 @@ def test_embed_is_pooler_output(tiny_model, sample_dir, tmp_path):
         ref = model(input_values=x["input_values"]).pooler_output.numpy()
     np.testing.assert_allclose(np.stack(df.embedding), ref, atol=1e-6)
     assert ref.shape == (N_RECORDS, model.config.hidden_size)
+    # the CSV names the record as the Parquet output does: record_id
+    csv_out = tmp_path / "emb.csv"
+    assert cli_main(["embed", str(d), "--model", str(tiny_model), "--out", str(csv_out), "--workers", "0",
+                     "--no-progress"]) == 0
+    rows = pd.read_csv(csv_out)
+    assert list(rows.columns[:2]) == ["record_id", "path"] and "record_id" in df.columns
+    assert sorted(rows["record_id"]) == sorted(df["record_id"])
+    np.testing.assert_allclose(rows[[f"e{j}" for j in range(ref.shape[1])]].to_numpy(),
+                               np.stack(df.set_index("record_id").loc[rows["record_id"], "embedding"]), atol=1e-6)
 
 
 def test_cli_rows_equal_the_profiling_pipeline(tiny_model, assets, tmp_path):
@@ -205,6 +214,7 @@ def test_cli_rows_equal_the_profiling_pipeline(tiny_model, assets, tmp_path):
         assert got.pop("path") in map(str, files)
         assert got.pop("measurements") is None  # the archive adds the file's measurements; WFDB stores none
         assert got.pop("precision") == "fp32"  # the default, recorded in every row
+        got = {"record": got.pop("record_id"), **got}  # files say record_id (as Parquet); profile_rows says record
         assert got.keys() == exp.keys()
         for k in exp:
             if isinstance(exp[k], float):
@@ -235,7 +245,7 @@ def test_profile_carries_the_carts_measurements(tiny_model, assets, tmp_path):
     assert len(rows) == 4 and list(rows[0])[-1] == "measurements"
     by_record = {}
     for row in rows:
-        by_record.setdefault(row["record"], set()).add(row["measurements"])
+        by_record.setdefault(row["record_id"], set()).add(row["measurements"])
     assert by_record["E07503"] == {""}
     assert len(by_record["ukb"]) == 1 and json.loads(by_record["ukb"].pop()) == measured
     assert cli_main(["profile", str(d), "--model", str(tiny_model), "--out", str(tmp_path / "pq"), "--workers", "0",
@@ -277,6 +287,7 @@ def test_risk_model_rows_equal_the_profiling_pipeline(head, assets, tmp_path):
         got.pop("path")
         assert got.pop("measurements") is None
         assert got.pop("precision") == "fp32"
+        got = {"record": got.pop("record_id"), **got}  # files say record_id (as Parquet); profile_rows says record
         assert got.keys() == {str(k) for k in exp}
         for k, v in exp.items():
             if isinstance(v, float):

@@ -168,7 +168,7 @@ def test_profile_cli_writes_one_valid_bundle_per_ecg(assets, tmp_path):
         bundle = json.loads(path.read_text())
         validate_bundle(bundle)
         obs = _resources(bundle, "Observation")
-        mine = [r for r in rows if r["record"] == path.stem]
+        mine = [r for r in rows if r["record_id"] == path.stem]
         assert len(obs) == len(mine) == 10
         assert [o["code"]["text"] for o in obs] == [r["label"] for r in mine]
         assert [o["valueQuantity"]["value"] for o in obs] == pytest.approx([float(r["score"]) for r in mine], abs=1e-6)

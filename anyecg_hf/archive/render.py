@@ -58,13 +58,14 @@ def profile_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=
 
 def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horizons=None):
     """Yield the table rows of each record of `table`: `profile_rows(profile_records(...))` plus its `path`, the
-    cart's `measurements` (JSON, from the file; empty when it stores none) and the `precision` the job ran in."""
+    cart's `measurements` (JSON, from the file; empty when it stores none) and the `precision` the job ran in. The
+    record's column is `record_id`, as in the Parquet output (the pipelines' Python dicts say `record`)."""
     from ..prediction import profile_rows
 
     for profile, path in profile_dicts(table, config, top_k, threshold, horizons):
         measured = json.dumps(profile["measurements"]) if profile.get("measurements") else None
         for row in profile_rows(profile):
-            out = {"record": row.pop("record"), "path": path}
+            out = {"record_id": row.pop("record"), "path": path}  # the name of the Parquet output and datasets
             out.update(row)
             out["precision"] = profile.get("precision")  # always present (None for results of older versions)
             out["measurements"] = measured  # always present: the CSV header comes from the first row
@@ -72,12 +73,13 @@ def profile_row_dicts(table: pa.Table, config, top_k=None, threshold=None, horiz
 
 
 def embedding_row_dicts(table: pa.Table):
-    """Yield `{"record", "path", "embedding": [...], "warnings", "measurements"}` per record."""
+    """Yield `{"record_id", "path", "embedding": [...], "warnings", "measurements"}` per record (`record_id`, as in
+    the Parquet output)."""
     has_measurements = "measurements" in table.column_names
     for batch in table.to_batches(max_chunksize=_ROW_BATCH):
         data = batch.to_pydict()
         for i in range(batch.num_rows):
-            yield {"record": data["record_id"][i], "path": data["path"][i], "embedding": data["embedding"][i],
+            yield {"record_id": data["record_id"][i], "path": data["path"][i], "embedding": data["embedding"][i],
                    "warnings": "; ".join(data["warnings"][i] or []),
                    "precision": data["precision"][i] if "precision" in data else None,
                    "measurements": data["measurements"][i] if has_measurements else None}

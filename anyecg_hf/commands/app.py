@@ -8,7 +8,7 @@ def register(subparsers) -> None:
         "app",
         description="Start the Gradio web app locally (127.0.0.1 unless --host says otherwise). It is the same app "
         "as the Hugging Face Space's app.py. Uploaded files are deleted once their report is shown. Needs the "
-        "extra: pip install 'anyecg_hf[app]'. Exit codes: 0 stopped, 2 usage error or gradio missing, 3 the model "
+        "extra: pip install -e '.[app]' in the clone. Exit codes: 0 stopped, 2 usage error or gradio missing, 3 the model "
         "could not be loaded.",
     )
     p.add_argument("--model", "-m", default=None, metavar="M",
@@ -22,17 +22,18 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from .errors import CLIError
+    from .errors import EXIT_MODEL, CLIError, check_model_argument
 
+    check_model_argument(args.model, args.revision)
     try:
         import gradio  # noqa: F401
     except ImportError:
-        raise CLIError("the web app needs Gradio: pip install 'anyecg_hf[app]'") from None
+        raise CLIError("the web app needs Gradio: pip install -e '.[app]' (in the anyecg_hf clone)") from None
     from ..reporting.app import build_app, launch
 
     try:
         demo = build_app(args.model, revision=args.revision, precision=args.precision, samples_dir=args.samples)
     except (OSError, ValueError) as err:
-        raise CLIError(f"cannot load the model: {err}", code=3) from None
+        raise CLIError(f"cannot load the model: {err}", code=EXIT_MODEL) from None
     launch(demo, host=args.host, port=args.port)
     return 0

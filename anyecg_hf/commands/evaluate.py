@@ -3,10 +3,15 @@ evaluation tables, plots and a model-card section (`anyecg_hf.evaluation`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..runtime.precision import add_precision_argument, precision_from_args, precision_label, resolve_precision
+
+# --windowing (profile's vocabulary) -> the collator's window; --window all/start/center is the deprecated spelling
+_WINDOWING = {"sliding": "all", "first": "start", "center": "center"}
 
 
 def register(subparsers) -> None:
@@ -25,8 +30,11 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples of the CIs (0: none)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--window", choices=("all", "start", "center"), default="all",
-                   help="which preprocessed windows to use per record ('all' averages them)")
+    p.add_argument("--windowing", choices=tuple(_WINDOWING), default=None,
+                   help="windows per record, as in profile/embed: sliding (default: every window, scores averaged), "
+                   "first, center")
+    p.add_argument("--window", choices=tuple(_WINDOWING.values()), default=None,
+                   help=argparse.SUPPRESS)  # deprecated spelling of --windowing (all/start/center)
     p.add_argument("--num-proc", type=int, default=None, help="processes for preprocessing")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     add_precision_argument(p)
@@ -47,10 +55,10 @@ def register(subparsers) -> None:
 
 def _load_model(name):
     import anyecg_hf  # noqa: F401 - registers the AnyECG classes with AutoModel
-
     from ..modeling.loading import load_checked
+    from ..prediction import resolve_model
 
-    model = load_checked(name)  # missing / non-finite weights refused in one line (ValueError)
+    model = load_checked(resolve_model(name))  # missing / non-finite weights refused in one line (ValueError)
     if not (hasattr(model, "classifier") or getattr(model, "risk_head", None) is not None):
         raise ValueError(f"{name} is a bare backbone ({type(model).__name__}) with no diagnosis or risk head to evaluate; "
                          "its config.architectures must name a head class.")
@@ -61,7 +69,7 @@ def _feature_extractor(name, model):
     from ..processing import AnyECGFeatureExtractor
 
     try:
-        return AnyECGFeatureExtractor.from_pretrained(name)
+        return AnyECGFeatureExtractor.from_pretrained(getattr(model, "name_or_path", None) or name)
     except (OSError, ValueError):
         return AnyECGFeatureExtractor.from_model_config(model.config)
 
@@ -96,11 +104,21 @@ def _threshold_split(args):
     return None if hasattr(val, "keys") or len(val) == 0 else val
 
 
+def _window(args) -> str:
+    if args.window is not None:
+        print("anyecg evaluate: --window is deprecated; use --windowing sliding|first|center", file=sys.stderr)
+        return args.window
+    return _WINDOWING[args.windowing or "sliding"]
+
+
 def run(args) -> int:
+    from .errors import EXIT_MODEL, CLIError, check_model_argument
+
+    check_model_argument(args.model)  # before torch is imported: a missing folder fails at once
+    window = _window(args)
     import torch
     from torch.utils.data import DataLoader
 
-    from .errors import CLIError
     from ..data import (
         ECGDataCollator,
         dataset_metadata,
@@ -116,7 +134,7 @@ def run(args) -> int:
     try:
         model = _load_model(args.model)
     except (OSError, ValueError) as err:
-        raise CLIError(f"cannot load model {args.model}: {err}") from None
+        raise CLIError(f"cannot load model {args.model}: {err}", code=EXIT_MODEL) from None
     try:
         ds = load_ecg_dataset(args.dataset, split=args.split)
     except (OSError, ValueError, FileNotFoundError) as err:
@@ -140,7 +158,7 @@ def run(args) -> int:
 
     def loader(split_ds):
         collator = ECGDataCollator(num_samples=config.num_samples, num_leads=config.in_channels,
-                                   sampling_rate=config.sampling_rate, window=args.window, train=False,
+                                   sampling_rate=config.sampling_rate, window=window, train=False,
                                    ehr_index=condition_index(split_ds))
         return DataLoader(split_ds.with_format("numpy"), batch_size=args.batch_size, shuffle=False, collate_fn=collator)
 

@@ -42,15 +42,17 @@ def load_model(name: str, revision: str | None = None, trust_remote_code: bool =
 def run(args) -> int:
     import time
 
-    from .errors import CLIError
-    from ..export import ONNXExportError, export_onnx
+    from .errors import EXIT_MODEL, CLIError, check_model_argument
 
     if args.num_samples is not None and args.num_samples < 1:
         raise CLIError(f"--num-samples must be positive, got {args.num_samples}")
+    check_model_argument(args.model, args.revision)
+    from ..export import ONNXExportError, export_onnx
+
     try:
         model = load_model(args.model, revision=args.revision, trust_remote_code=args.trust_remote_code)
     except (OSError, ValueError) as err:
-        raise CLIError(f"cannot load {args.model}: {err}") from None
+        raise CLIError(f"cannot load {args.model}: {err}", code=EXIT_MODEL) from None
     start = time.perf_counter()
     try:
         path = export_onnx(

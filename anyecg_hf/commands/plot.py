@@ -3,6 +3,7 @@ condition, and optionally the risk curves."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -14,7 +15,8 @@ def register(subparsers) -> None:
         "strip). With a model (default: the converted public ECGFounder), the title lists the top diagnoses and an "
         "overlay shows which parts of which leads drive the score of --condition (integrated gradients; red raises, "
         "blue lowers the score). --risk-curves also writes the cumulative incidence curves of a model with a risk "
-        "head. Exit codes: 0 written, 1 unreadable input, 2 usage or model error.",
+        "head. Exit codes: 0 written, 1 unreadable input, 2 usage error (e.g. a --condition the model does not "
+        "have), 3 the model could not be loaded.",
     )
     p.add_argument("file", help="ECG file (any format anyecg reads: WFDB .hea, MUSE/Philips/HL7 XML, DICOM, SCP, EDF, CSV, ...)")
     p.add_argument("--out", "-o", required=True, help="output image (.png, .svg or .pdf)")
@@ -35,7 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-filter", action="store_true", help="draw the raw signal (no 0.5 Hz display high-pass)")
     p.add_argument("--dpi", type=int, default=150, help="resolution (default 150)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cpu)")
-    p.add_argument("--format", dest="input_format", default=None, help="force the input format (default: detected)")
+    p.add_argument("--input-format", dest="input_format", default=None,
+                   help="force the input format (default: detected); as in profile/embed/report")
+    p.add_argument("--format", dest="input_format_deprecated", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -44,8 +48,32 @@ def risk_path(out: str) -> str:
     return f"{stem}_risk{ext or '.png'}"
 
 
+def _check_condition(source, condition) -> None:
+    """`--condition` must name a condition of the model (id, name or code): checked on its config.json, before the
+    weights are loaded and the model runs."""
+    from ..attribution import resolve_condition
+    from ..modeling import AnyECGConfig
+
+    config = AnyECGConfig.from_pretrained(source)
+    outputs = ["risk"] if list(config.architectures or []) == ["AnyECGForRiskPrediction"] else ["diagnosis", "risk"]
+    errors = []
+    for output in outputs:
+        try:
+            resolve_condition(config, condition, output)
+            return
+        except ValueError as err:
+            errors.append(str(err))
+    raise ValueError(errors[0])
+
+
 def run(args) -> int:
-    from .errors import CLIError
+    from .errors import EXIT_MODEL, CLIError, check_model_argument
+
+    if getattr(args, "input_format_deprecated", None):
+        print("anyecg plot: --format is deprecated for the input format; use --input-format", file=sys.stderr)
+        args.input_format = args.input_format or args.input_format_deprecated
+    if not args.no_model:
+        check_model_argument(args.model, args.revision)
     from ..io import ECGReadError, read_ecg
     from ..plotting import plot_ecg
     from ..risk_plots import NoRiskCurvesError, plot_risk_curves, risk_curves
@@ -61,14 +89,25 @@ def run(args) -> int:
         return 0
 
     from ..attribution import explain_record
-    from ..prediction import load_model_and_extractor
     from ..pipelines.profiling import ECGProfilingPipeline
+    from ..prediction import load_model_and_extractor, resolve_model
 
     try:
-        model, extractor = load_model_and_extractor(args.model, device=args.device or "cpu", revision=args.revision)
+        source = resolve_model(args.model, revision=args.revision)
+    except (OSError, ValueError) as err:
+        raise CLIError(str(err), code=EXIT_MODEL) from None
+    if args.condition is not None and args.method != "none":
+        try:
+            _check_condition(source, args.condition)
+        except ValueError as err:
+            raise CLIError(f"--condition: {err}") from None
+        except OSError as err:
+            raise CLIError(str(err), code=EXIT_MODEL) from None
+    try:
+        model, extractor = load_model_and_extractor(source, device=args.device or "cpu", revision=args.revision)
         pipe = ECGProfilingPipeline(model=model, feature_extractor=extractor, device=model.device)
     except (OSError, ValueError) as err:
-        raise CLIError(str(err)) from None
+        raise CLIError(str(err), code=EXIT_MODEL) from None
     profile = pipe(record, top_k=args.top_k, windowing="first")
     lines = []
     if profile["diagnoses"]:

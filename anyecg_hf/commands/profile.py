@@ -186,7 +186,7 @@ def _relaunch(args) -> int:
 
 def run(args, task: str) -> int:
     """Build the job from the parsed arguments, run it, map failures to the documented exit codes."""
-    from .errors import CLIError
+    from .errors import CLIError, check_model_argument
 
     if not args.paths and not args.manifest:
         raise CLIError("give ECG files or folders, or --manifest FILE")
@@ -208,6 +208,7 @@ def run(args, task: str) -> int:
         raise CLIError("Parquet and FHIR output and --resume need --out")
     if fmt == "fhir" and getattr(args, "top_k", None) is None:
         args.top_k = 10  # one Observation per reported condition: the 10 most probable, not all of them
+    check_model_argument(args.model, args.revision)  # a missing folder fails now, not after the imports and the scan
 
     from ..archive import JobError, JobSettings, run_job
     from ..archive.distributed import launched_world_size

@@ -42,20 +42,21 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from .errors import CLIError
+    from .errors import EXIT_MODEL, CLIError, check_model_argument
 
     if args.top_k < 1:
         raise CLIError("--top-k must be >= 1")
     missing = [p for p in args.paths if not os.path.exists(p) and not os.path.exists(p + ".hea")]
     if len(missing) == len(args.paths):
         raise CLIError(f"no such file or folder: {', '.join(missing[:5])}")
+    check_model_argument(args.model, args.revision)
     from ..reporting.report import ECGReporter
 
     try:
         reporter = ECGReporter.from_pretrained(args.model, revision=args.revision, device=args.device,
                                                precision=args.precision, top_k=args.top_k)
     except (OSError, ValueError) as err:
-        raise CLIError(f"cannot load the model: {err}", code=3) from None
+        raise CLIError(f"cannot load the model: {err}", code=EXIT_MODEL) from None
     read_kwargs = {k: v for k, v in (("format", args.input_format), ("sampling_rate", args.sampling_rate)) if v}
     result = reporter.write_folder(args.paths, args.out, read_kwargs=read_kwargs)
     for err in result["errors"]:

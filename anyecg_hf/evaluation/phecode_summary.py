@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .plots import forest_plot
-from .report import markdown_table
+from .formatting import markdown_table
 
 CUTOFFS = (0.7, 0.8, 0.9)
 __all__ = ["is_phecode_space", "category_table", "threshold_counts", "write_phecode_summary"]

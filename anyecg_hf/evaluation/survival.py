@@ -53,7 +53,8 @@ import pandas as pd
 
 from .bootstrap import BootstrapSampler, _label_design, _one_label, percentile_interval
 from .concordance import weighted_concordance
-from .report import RiskReport, horizon_label
+from .formatting import horizon_label
+from .report import RiskReport
 from .survival_metrics import _calibration, _Cohort, _km_by_quartile, brier_scores, harrell_c, time_dependent_auc, uno_c
 
 __all__ = ["evaluate_risk", "harrell_c", "uno_c", "time_dependent_auc", "brier_scores"]

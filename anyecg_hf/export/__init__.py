@@ -1,7 +1,7 @@
 """Exporting a model for other runtimes: ONNX (`export_onnx`, `anyecg export-onnx`) and `OnnxECGModel`, which runs
 the exported file on ONNX Runtime and returns the PyTorch model's output class (the pipelines' `onnx_model=`).
 
-ONNX pieces need the `onnx` extra (`pip install 'anyecg_hf[onnx]'`) and are imported on first use.
+ONNX pieces need the `onnx` extra (`pip install -e ".[onnx]"` in the anyecg_hf clone) and are imported on first use.
 """
 
 from __future__ import annotations

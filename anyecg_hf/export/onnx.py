@@ -189,7 +189,7 @@ class OnnxECGModel:
         try:
             import onnxruntime as ort
         except ImportError as err:  # pragma: no cover - optional dependency
-            raise ImportError("OnnxECGModel needs onnxruntime: pip install 'anyecg_hf[onnx]'") from err
+            raise ImportError("OnnxECGModel needs onnxruntime: pip install -e '.[onnx]' in the anyecg_hf clone") from err
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such ONNX file.")

@@ -82,7 +82,7 @@ def read_ecg(path, format: str | None = None, *, sampling_rate: float | None = N
         ECGReadError: the file is not a readable ECG of that format (wrong format, truncated, corrupt, missing
             `.dat`, non-numeric CSV, over a size limit, ...). The message names the file and the problem.
         FileNotFoundError: nothing exists at `path`.
-        ImportError: the format needs an optional parser (`pip install anyecg_hf[formats]`).
+        ImportError: the format needs an optional parser (`pip install -e ".[formats]"` in the anyecg_hf clone).
         TypeError: an option the chosen reader does not take.
         ValueError: an unknown `format` name or `waveform` value.
     """

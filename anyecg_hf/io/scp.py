@@ -89,7 +89,7 @@ def _precheck(path: Path, max_samples: int) -> None:
 
 def read_scp(path, *, waveform: str = "rhythm", check_crc: bool = True, max_bytes=DEFAULT_MAX_BYTES,
              max_samples=DEFAULT_MAX_SAMPLES) -> ECGRecord:
-    """Read an SCP-ECG file (needs `pip install anyecg_hf[formats]`).
+    """Read an SCP-ECG file (needs the `formats` extra: `pip install -e ".[formats]"` in the clone).
 
     Args:
         path: the `.scp` file.

@@ -43,7 +43,8 @@ def _scale(units: str | None, path, fmt: str) -> float:
 
 def _check_rate(sampling_rate, path, fmt: str) -> float:
     if sampling_rate is None:
-        raise ECGReadError(path, "the file does not state its sampling rate: pass sampling_rate=", fmt)
+        raise ECGReadError(path, "the file does not state its sampling rate: give it (--sampling-rate HZ on the anyecg command "
+                               "line, sampling_rate=<Hz> in Python)", fmt)
     rate = float(sampling_rate)
     if not np.isfinite(rate) or rate <= 0:
         raise ValueError(f"sampling_rate must be a positive number, got {sampling_rate!r}")

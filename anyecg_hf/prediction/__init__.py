@@ -15,6 +15,8 @@ package costs numpy only (torch and transformers are imported when a model is lo
 from .default_model import (
     DEFAULT_MODEL_ID,
     DefaultModelUnavailableError,
+    ModelNotFoundError,
+    check_model_source,
     default_cache_dir,
     is_default_model,
     load_model_and_extractor,
@@ -28,6 +30,8 @@ __all__ = [
     "DEFAULT_MODEL_ID",
     "DefaultModelUnavailableError",
     "MODEL_INPUT_KEYS",
+    "ModelNotFoundError",
+    "check_model_source",
     "PROFILE_ROW_COLUMNS",
     "PreparedRecord",
     "aggregate_windows",

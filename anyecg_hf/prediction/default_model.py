@@ -49,6 +49,67 @@ class DefaultModelUnavailableError(OSError):
     """
 
 
+class ModelNotFoundError(OSError):
+    """`--model` names a local folder that does not exist or holds no model, or a Hub id that is not cached while the
+    Hub cannot be reached. Raised before any download is tried (the message names the folder or id)."""
+
+
+_HUB_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def looks_like_local_path(model: str) -> bool:
+    """True when `model` can only mean a local path, so it must never be sent to the Hub: it exists, starts with
+    `./`, `../`, `/` or `~`, or contains a path separator without being a Hub id `org/name`."""
+    if os.path.exists(model) or model in (".", "..", "~"):
+        return True
+    if model.startswith(("./", "../", "/", "~", ".\\", "..\\")):
+        return True
+    if os.sep in model or "/" in model or (os.altsep and os.altsep in model):
+        parts = model.split("/")
+        return not (len(parts) == 2 and all(_HUB_PART.fullmatch(part) for part in parts))
+    return False
+
+
+def check_model_source(model: str, revision: str | None = None) -> str:
+    """Fail fast (well under 3 s, no Hub retries) when `model` cannot be loaded from where it points; return the
+    string to pass to `from_pretrained` (`~` expanded).
+
+    * a local-looking path (`looks_like_local_path`) must be an existing model folder (with `config.json`);
+    * anything else is a Hub id: fine when it is in the Hub cache; otherwise `HF_HUB_OFFLINE` or a failed
+      connectivity probe (`hub_reachable`, at most `ANYECG_HUB_PROBE_TIMEOUT` s) raises at once.
+
+    Raises:
+        ModelNotFoundError (an `OSError`): with a message that names the folder or id and what to do.
+    """
+    if looks_like_local_path(model):
+        path = os.path.expanduser(model)
+        if not os.path.exists(path):
+            raise ModelNotFoundError(f"model folder {model!r} does not exist ({os.path.abspath(path)}). Pass an "
+                                     "existing folder (config.json + model.safetensors), e.g. one written by "
+                                     "`anyecg convert-ecgfounder CHECKPOINT.pth FOLDER`, or a Hub id `org/name`.")
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+            raise ModelNotFoundError(f"{model!r} is a folder but not a model folder: it has no config.json "
+                                     f"({os.path.abspath(path)}).")
+        return path
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model, "config.json", revision=revision)
+    except ValueError as err:  # not a valid repo id either
+        raise ModelNotFoundError(f"{model!r} is neither a local folder nor a valid Hub id ({err}).") from None
+    if isinstance(cached, str):
+        return model
+    if _offline_env():
+        raise ModelNotFoundError(f"{model!r} is not a local folder, and the Hub model {model!r} is not in the cache "
+                                 "while HF_HUB_OFFLINE is set. Pass --model with an existing model folder.")
+    ok, why = hub_reachable()
+    if not ok:
+        raise ModelNotFoundError(f"{model!r} is not a local folder, and the Hub ({_hub_endpoint()}) cannot be reached "
+                                 f"({why}) to fetch the model {model!r}, which is not in the cache. Pass --model with an "
+                                 "existing model folder.")
+    return model
+
+
 def default_cache_dir() -> Path:
     """Where converted default models live: `$ANYECG_CACHE` if set, else `$HF_HOME/anyecg_hf` (HF_HOME defaults to
     `~/.cache/huggingface`). Read from the environment on every call."""
@@ -147,7 +208,9 @@ def resolve_model(model=None, *, revision: str | None = None, leads: int = 12, c
               (download `12_lead_ECGFounder.pth`, convert, cache; see the module docstring);
             * a local `.pth`/`.pt` ECGFounder checkpoint: converted once into the cache (keyed by the file's SHA-256)
               and that folder returned;
-            * anything else (a local model folder, a Hub id of a transformers-format repo): returned unchanged.
+            * anything else (a local model folder, a Hub id of a transformers-format repo): checked with
+              `check_model_source` (a missing local folder, or an uncached Hub id while offline, raises
+              `ModelNotFoundError` at once instead of after the Hub client's retries) and returned.
         revision (`str`, *optional*): Hub revision of the default checkpoint (branch, tag or commit).
         leads (`int`, defaults to 12): 12 or 1, which ECGFounder checkpoint the default is.
         cache_dir (*optional*): where converted folders go (default `default_cache_dir()`).
@@ -163,7 +226,7 @@ def resolve_model(model=None, *, revision: str | None = None, leads: int = 12, c
     if not is_default_model(model):
         if isinstance(model, str) and os.path.isfile(model) and model.lower().endswith((".pth", ".pt")):
             return str(_convert_local_checkpoint(model, cache_dir=cache_dir, force=force))
-        return model
+        return check_model_source(model, revision=revision) if isinstance(model, str) else model
     if leads not in DEFAULT_FILENAMES:
         raise ValueError(f"leads must be 12 or 1 for the default ECGFounder model, got {leads}.")
     target = default_model_dir(revision, leads, cache_dir)

@@ -81,7 +81,8 @@ class ECGInputParsing:
         if x.size == 0:
             raise ECGInputError(f"{rid}: empty signal (shape {x.shape})")
         if fs is None:
-            raise ECGInputError(f"{rid}: sampling_rate is missing; pass sampling_rate=<Hz> (e.g. 500)")
+            raise ECGInputError(f"{rid}: sampling_rate is missing; give it (sampling_rate=<Hz>, e.g. 500; --sampling-rate HZ "
+                                       "on the anyecg command line)")
         try:
             fs = float(fs)
         except (TypeError, ValueError):
