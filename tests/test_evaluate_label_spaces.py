@@ -13,6 +13,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from test_evaluation_thresholds import _youden_brute_force
+
 from anyecg_hf.evaluation.label_matching import DEFAULT_MATCHERS, match_label_spaces
 from anyecg_hf.modeling import LabelSpace
 from anyecg_hf.modeling.label_space import Condition
@@ -143,7 +145,7 @@ def test_evaluate_150_label_model_on_cinc_codes(cinc_scored, ecgfounder_space_mo
         j = data_space.index(row["id"])
         if 0 < yv[:, j].sum() < len(yv):
             assert row["threshold_source"] == "validation"
-            assert row["threshold"] == _youden(yv[:, j], pv[f"prob_{expected[row['id']]}"].to_numpy())
+            assert row["threshold"] == _youden_brute_force(yv[:, j], pv[f"prob_{expected[row['id']]}"].to_numpy())
             checked += 1
         elif row["defined"]:
             assert row["threshold_source"] == "evaluated data (optimistic)"
@@ -151,51 +153,3 @@ def test_evaluate_150_label_model_on_cinc_codes(cinc_scored, ecgfounder_space_mo
     assert "Operating thresholds: youden, chosen on" in (report / "model_card_section.md").read_text()
     assert (table.loc[table["defined"] & (table["n_pos"] < 10), "ci_note"] == "n too small").all()
 
-
-def _youden(y, p):
-    """The highest threshold maximising sensitivity + specificity - 1 (brute force over the scores)."""
-    best, best_t = -np.inf, None
-    for t in sorted(set(p.tolist()), reverse=True):
-        pred = p >= t
-        j = pred[y == 1].mean() + (~pred[y == 0]).mean() - 1
-        if j > best + 1e-12:
-            best, best_t = j, t
-    return best_t
-
-
-def test_collect_predictions_never_computes_a_loss_over_other_label_columns():
-    from anyecg_hf import AnyECGForDiagnosis
-    from anyecg_hf.evaluation.predictions import collect_predictions
-    from anyecg_hf.modeling import AnyECGConfig
-
-    torch.manual_seed(0)
-    model = AnyECGForDiagnosis(AnyECGConfig(label_space=LabelSpace.ecgfounder(), **TINY))
-    batch = {"input_values": torch.randn(4, 12, 500), "labels": torch.zeros(4, 26)}
-    preds = collect_predictions(model, [batch], compute_loss=True)
-    assert "loss" not in preds and preds["diagnosis_probs"].shape == (4, 150) and preds["labels"].shape == (4, 26)
-    batch = {"input_values": torch.randn(4, 12, 500), "labels": torch.zeros(4, 150)}
-    assert np.isfinite(collect_predictions(model, [batch], compute_loss=True)["loss"])
-
-
-def test_evaluate_precision_is_applied_and_recorded(cinc_scored, ecgfounder_space_model, tmp_path, capsys):
-    """`--precision bf16`: predictions from bf16 autocast (close to, not equal to, fp32), and `metrics.json` and the
-    model-card section say which precision produced them."""
-    from anyecg_hf.cli import main
-
-    probs, metrics = {}, {}
-    for precision in ("fp32", "bf16"):
-        report = tmp_path / precision
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            code = main(["evaluate", "--model", str(ecgfounder_space_model), "--dataset", str(cinc_scored),
-                         "--split", "test", "--out", str(report), "--n-bootstrap", "0", "--subgroups", "none",
-                         "--precision", precision])
-        assert code == 0
-        frame = pd.read_parquet(report / "predictions.parquet")
-        probs[precision] = frame[[c for c in frame.columns if c.startswith("prob_")]].to_numpy(dtype=float)
-        metrics[precision] = json.loads((report / "metrics.json").read_text())
-        assert f"**Precision.** Predictions computed in {precision}" in (report / "model_card_section.md").read_text()
-    capsys.readouterr()
-    assert metrics["fp32"]["precision"] == "fp32" and metrics["bf16"]["precision"] == "bf16"
-    diff = np.abs(probs["bf16"] - probs["fp32"]).max()
-    assert 0 < diff < 0.02
