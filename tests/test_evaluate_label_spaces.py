@@ -78,16 +78,20 @@ def ecgfounder_space_model(tmp_path_factory):
     return out
 
 
-def test_evaluate_150_label_model_on_cinc_codes(cinc_scored, ecgfounder_space_model, tmp_path, capsys):
+def _evaluate(model, dataset, split, out, n_bootstrap) -> int:
     from anyecg_hf.cli import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return main(["evaluate", "--model", str(model), "--dataset", str(dataset), "--split", split, "--out", str(out),
+                     "--n-bootstrap", str(n_bootstrap), "--subgroups", "none"])
+
+
+def test_evaluate_150_label_model_on_cinc_codes(cinc_scored, ecgfounder_space_model, tmp_path, capsys):
     from anyecg_hf.data import get_label_space, load_ecg_dataset
 
     report = tmp_path / "report"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = main(["evaluate", "--model", str(ecgfounder_space_model), "--dataset", str(cinc_scored),
-                     "--split", "test", "--out", str(report), "--n-bootstrap", "20", "--subgroups", "none"])
-    assert code == 0
+    assert _evaluate(ecgfounder_space_model, cinc_scored, "test", report, 20) == 0
     printed = capsys.readouterr().out
     test = load_ecg_dataset(cinc_scored, split="test")
     data_space, model_space = get_label_space(test), LabelSpace.ecgfounder()
@@ -130,11 +134,7 @@ def test_evaluate_150_label_model_on_cinc_codes(cinc_scored, ecgfounder_space_mo
     # thresholds: Youden's J on the validation split, recomputed here by brute force from that split's predictions
     assert "thresholds: Youden's J on the validation split" in printed
     val_report = tmp_path / "val_report"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = main(["evaluate", "--model", str(ecgfounder_space_model), "--dataset", str(cinc_scored),
-                     "--split", "validation", "--out", str(val_report), "--n-bootstrap", "0", "--subgroups", "none"])
-    assert code == 0
+    assert _evaluate(ecgfounder_space_model, cinc_scored, "validation", val_report, 0) == 0
     assert "chosen on the validation split itself (optimistic" in capsys.readouterr().out
     assert "optimistic" in (val_report / "model_card_section.md").read_text()
     val = load_ecg_dataset(cinc_scored, split="validation")
@@ -153,3 +153,40 @@ def test_evaluate_150_label_model_on_cinc_codes(cinc_scored, ecgfounder_space_mo
     assert "Operating thresholds: youden, chosen on" in (report / "model_card_section.md").read_text()
     assert (table.loc[table["defined"] & (table["n_pos"] < 10), "ci_note"] == "n too small").all()
 
+
+def test_collect_predictions_never_computes_a_loss_over_other_label_columns():
+    from anyecg_hf import AnyECGForDiagnosis
+    from anyecg_hf.evaluation.predictions import collect_predictions
+    from anyecg_hf.modeling import AnyECGConfig
+
+    torch.manual_seed(0)
+    model = AnyECGForDiagnosis(AnyECGConfig(label_space=LabelSpace.ecgfounder(), **TINY))
+    batch = {"input_values": torch.randn(4, 12, 500), "labels": torch.zeros(4, 26)}
+    preds = collect_predictions(model, [batch], compute_loss=True)
+    assert "loss" not in preds and preds["diagnosis_probs"].shape == (4, 150) and preds["labels"].shape == (4, 26)
+    batch = {"input_values": torch.randn(4, 12, 500), "labels": torch.zeros(4, 150)}
+    assert np.isfinite(collect_predictions(model, [batch], compute_loss=True)["loss"])
+
+
+def test_evaluate_precision_is_applied_and_recorded(cinc_scored, ecgfounder_space_model, tmp_path, capsys):
+    """`--precision bf16`: predictions from bf16 autocast (close to, not equal to, fp32), and `metrics.json` and the
+    model-card section say which precision produced them."""
+    from anyecg_hf.cli import main
+
+    probs, metrics = {}, {}
+    for precision in ("fp32", "bf16"):
+        report = tmp_path / precision
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code = main(["evaluate", "--model", str(ecgfounder_space_model), "--dataset", str(cinc_scored),
+                         "--split", "test", "--out", str(report), "--n-bootstrap", "0", "--subgroups", "none",
+                         "--precision", precision])
+        assert code == 0
+        frame = pd.read_parquet(report / "predictions.parquet")
+        probs[precision] = frame[[c for c in frame.columns if c.startswith("prob_")]].to_numpy(dtype=float)
+        metrics[precision] = json.loads((report / "metrics.json").read_text())
+        assert f"**Precision.** Predictions computed in {precision}" in (report / "model_card_section.md").read_text()
+    capsys.readouterr()
+    assert metrics["fp32"]["precision"] == "fp32" and metrics["bf16"]["precision"] == "bf16"
+    diff = np.abs(probs["bf16"] - probs["fp32"]).max()
+    assert 0 < diff < 0.02
