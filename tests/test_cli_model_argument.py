@@ -5,6 +5,8 @@ message naming it; a local-looking path is never sent to the Hub. Also the share
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from hub_server import FakeHub
@@ -114,3 +116,23 @@ def test_plot_input_format_and_its_deprecated_alias(tiny_model, assets, tmp_path
     assert cli_main(["plot", ecg, "--format", "wfdb", "--no-model", "--out", str(tmp_path / "b.png")]) == 0
     assert "--format is deprecated" in capsys.readouterr().err
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "b.png").stat().st_size > 0
+
+
+def test_offline_default_model_fails_before_torch_is_imported(assets, tmp_path):
+    """The README's main job offline with nothing cached: exit 3 with instructions, decided before torch (and the
+    job engine) is imported, which is what makes it fail within a second."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        from anyecg_hf.cli import main
+        rc = main(["profile", {str(assets.joinpath(*ECG))!r}, "--out", {str(tmp_path / "p.csv")!r}])
+        print("RC", rc, "TORCH", "torch" in sys.modules)
+    """)
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    env.pop("ANYECG_CACHE", None)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert "RC 3 TORCH False" in r.stdout, r.stderr[-2000:]
+    assert "The default ECG model" in r.stderr and "--model PATH" in r.stderr and "HF_HUB_OFFLINE is set" in r.stderr

@@ -25,11 +25,23 @@ class CLIError(Exception):
 
 def check_model_argument(model, revision=None) -> None:
     """Before any heavy import or work: a `--model` that cannot be loaded fails now, with exit code 3 and a message
-    naming it (a local-looking path is never sent to the Hub; an uncached Hub id fails at once while offline).
-    The default model and local `.pth` checkpoints are resolved later by `resolve_model`."""
-    from ..prediction.default_model import ModelNotFoundError, check_model_source, is_default_model
+    naming it (a local-looking path is never sent to the Hub; an uncached Hub id or default model fails at once while
+    offline). Local `.pth` checkpoints are converted later by `resolve_model`."""
+    from ..prediction.default_model import (
+        DefaultModelUnavailableError,
+        ModelNotFoundError,
+        check_default_model,
+        check_model_source,
+        is_default_model,
+    )
 
-    if model is None or not isinstance(model, str) or is_default_model(model):
+    if is_default_model(model):
+        try:
+            check_default_model(revision)
+        except DefaultModelUnavailableError as err:
+            raise CLIError(str(err), code=EXIT_MODEL) from None
+        return
+    if not isinstance(model, str):
         return
     if model.lower().endswith((".pth", ".pt")) and os.path.isfile(os.path.expanduser(model)):
         return

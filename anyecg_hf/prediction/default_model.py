@@ -237,18 +237,8 @@ def resolve_model(model=None, *, revision: str | None = None, leads: int = 12, c
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     filename = DEFAULT_FILENAMES[leads]
-    # 1. a checkpoint already in the Hub cache converts without any network
-    try:
-        pth = hf_hub_download(DEFAULT_MODEL_ID, filename, revision=revision, local_files_only=True)
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
-        pth = None
+    pth = _cached_checkpoint_or_fail(target, leads, revision)  # raises at once when offline / unreachable
     if pth is None:
-        # 2. offline or unreachable: fail now rather than after the client's retries
-        if _offline_env():
-            raise _unavailable("HF_HUB_OFFLINE is set", target, leads, revision)
-        ok, why = hub_reachable()
-        if not ok:
-            raise _unavailable(f"the Hub ({_hub_endpoint()}) cannot be reached ({why})", target, leads, revision)
         try:
             # the endpoint the probe just reached (HF_ENDPOINT read now, not when huggingface_hub was imported)
             pth = hf_hub_download(DEFAULT_MODEL_ID, filename, revision=revision, endpoint=_hub_endpoint())
@@ -258,6 +248,34 @@ def resolve_model(model=None, *, revision: str | None = None, leads: int = 12, c
     _convert_into(pth, target, source={"repo_id": DEFAULT_MODEL_ID, "filename": filename, "revision": revision or "main",
                                        "checkpoint": str(pth)})
     return str(target)
+
+
+def _cached_checkpoint_or_fail(target: Path, leads: int, revision: str | None) -> str | None:
+    """The default checkpoint from the Hub cache (it converts without network), or `None` when it must be downloaded
+    and the Hub is reachable; raises `DefaultModelUnavailableError` at once when offline or unreachable (rather than
+    after the client's retries)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return hf_hub_download(DEFAULT_MODEL_ID, DEFAULT_FILENAMES[leads], revision=revision, local_files_only=True)
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        pass
+    if _offline_env():
+        raise _unavailable("HF_HUB_OFFLINE is set", target, leads, revision)
+    ok, why = hub_reachable()
+    if not ok:
+        raise _unavailable(f"the Hub ({_hub_endpoint()}) cannot be reached ({why})", target, leads, revision)
+    return None
+
+
+def check_default_model(revision: str | None = None, leads: int = 12, cache_dir=None) -> None:
+    """Raise `DefaultModelUnavailableError` now when the default model is neither converted, nor in the Hub cache,
+    nor downloadable (offline / Hub unreachable): what `resolve_model` would raise, without importing torch, so a
+    command fails before its heavy imports."""
+    target = default_model_dir(revision, leads, cache_dir)
+    if leads in DEFAULT_FILENAMES and not is_model_folder(target):
+        _cached_checkpoint_or_fail(target, leads, revision)
 
 
 def _convert_local_checkpoint(path: str, cache_dir=None, force: bool = False) -> Path:
