@@ -8,6 +8,7 @@ two outputs, and the fraction of `positive` decisions that differ. Target: bf16 
 
     python benchmarks/bench_profile_precision.py                 # N = 300, 3 rounds
     python benchmarks/bench_profile_precision.py --n 1000 --rounds 2 --threads 2 --workers 1
+    python benchmarks/bench_profile_precision.py --n 10000 --rounds 1 --device cuda --batch-size 256   # a lent GPU
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="--threads of the job (default: the CLI's)")
     ap.add_argument("--workers", type=int, default=None, help="--workers of the job (default: the CLI's)")
+    ap.add_argument("--device", default=None, help="--device of the job, e.g. cuda (preprocessing then runs on the GPU)")
     args = ap.parse_args(argv)
     extra = ["--batch-size", str(args.batch_size)]
     extra += ["--threads", str(args.threads)] if args.threads else []
     extra += ["--workers", str(args.workers)] if args.workers is not None else []
+    extra += ["--device", args.device] if args.device else []
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
