@@ -25,7 +25,7 @@ setup(
         "accelerate>=1.3.0",
         "wfdb>=4.1.1",
         "numpy>=1.24",
-        "scipy>=1.11",
+        "scipy>=1.11.1",  # 1.11.0 was yanked
         "numba>=0.59",  # vectorised preprocessing kernels (anyecg_hf.processing; scipy fallback without it)
         "scikit-learn>=1.3",
         "pandas>=2.0",
