@@ -83,16 +83,8 @@ def test_help_lists_the_exit_codes(capsys):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import torch
-
-    from anyecg_hf import AnyECGForDiagnosis
-    from anyecg_hf.testing import tiny_config
-
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny") / "model"
-    AnyECGForDiagnosis(tiny_config()).save_pretrained(out)
-    return out
+def tiny_model(tiny_model_dir):
+    return tiny_model_dir
 
 
 def test_plot_unknown_condition_fails_before_the_model_runs(tiny_model, assets, tmp_path, monkeypatch, capsys):

@@ -13,6 +13,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from test_evaluation_thresholds import _youden_brute_force
+
 from anyecg_hf.evaluation.label_matching import DEFAULT_MATCHERS, match_label_spaces
 from anyecg_hf.modeling import LabelSpace
 from anyecg_hf.modeling.label_space import Condition
@@ -76,16 +78,20 @@ def ecgfounder_space_model(tmp_path_factory):
     return out
 
 
-def test_evaluate_150_label_model_on_cinc_codes(cinc_scored, ecgfounder_space_model, tmp_path, capsys):
+def _evaluate(model, dataset, split, out, n_bootstrap) -> int:
     from anyecg_hf.cli import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return main(["evaluate", "--model", str(model), "--dataset", str(dataset), "--split", split, "--out", str(out),
+                     "--n-bootstrap", str(n_bootstrap), "--subgroups", "none"])
+
+
+def test_evaluate_150_label_model_on_cinc_codes(cinc_scored, ecgfounder_space_model, tmp_path, capsys):
     from anyecg_hf.data import get_label_space, load_ecg_dataset
 
     report = tmp_path / "report"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = main(["evaluate", "--model", str(ecgfounder_space_model), "--dataset", str(cinc_scored),
-                     "--split", "test", "--out", str(report), "--n-bootstrap", "20", "--subgroups", "none"])
-    assert code == 0
+    assert _evaluate(ecgfounder_space_model, cinc_scored, "test", report, 20) == 0
     printed = capsys.readouterr().out
     test = load_ecg_dataset(cinc_scored, split="test")
     data_space, model_space = get_label_space(test), LabelSpace.ecgfounder()
@@ -128,11 +134,7 @@ def test_evaluate_150_label_model_on_cinc_codes(cinc_scored, ecgfounder_space_mo
     # thresholds: Youden's J on the validation split, recomputed here by brute force from that split's predictions
     assert "thresholds: Youden's J on the validation split" in printed
     val_report = tmp_path / "val_report"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = main(["evaluate", "--model", str(ecgfounder_space_model), "--dataset", str(cinc_scored),
-                     "--split", "validation", "--out", str(val_report), "--n-bootstrap", "0", "--subgroups", "none"])
-    assert code == 0
+    assert _evaluate(ecgfounder_space_model, cinc_scored, "validation", val_report, 0) == 0
     assert "chosen on the validation split itself (optimistic" in capsys.readouterr().out
     assert "optimistic" in (val_report / "model_card_section.md").read_text()
     val = load_ecg_dataset(cinc_scored, split="validation")
@@ -143,24 +145,13 @@ def test_evaluate_150_label_model_on_cinc_codes(cinc_scored, ecgfounder_space_mo
         j = data_space.index(row["id"])
         if 0 < yv[:, j].sum() < len(yv):
             assert row["threshold_source"] == "validation"
-            assert row["threshold"] == _youden(yv[:, j], pv[f"prob_{expected[row['id']]}"].to_numpy())
+            assert row["threshold"] == _youden_brute_force(yv[:, j], pv[f"prob_{expected[row['id']]}"].to_numpy())
             checked += 1
         elif row["defined"]:
             assert row["threshold_source"] == "evaluated data (optimistic)"
     assert checked
     assert "Operating thresholds: youden, chosen on" in (report / "model_card_section.md").read_text()
     assert (table.loc[table["defined"] & (table["n_pos"] < 10), "ci_note"] == "n too small").all()
-
-
-def _youden(y, p):
-    """The highest threshold maximising sensitivity + specificity - 1 (brute force over the scores)."""
-    best, best_t = -np.inf, None
-    for t in sorted(set(p.tolist()), reverse=True):
-        pred = p >= t
-        j = pred[y == 1].mean() + (~pred[y == 0]).mean() - 1
-        if j > best + 1e-12:
-            best, best_t = j, t
-    return best_t
 
 
 def test_collect_predictions_never_computes_a_loss_over_other_label_columns():
