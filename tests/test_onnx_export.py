@@ -83,7 +83,7 @@ def test_onnx_input_errors(cli_export):
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert main(["export-onnx", str(tmp_path / "no_such_model"), str(tmp_path / "x.onnx")]) == 2
+    assert main(["export-onnx", str(tmp_path / "no_such_model"), str(tmp_path / "x.onnx")]) == 3  # model error
     err = capsys.readouterr().err
     assert "export-onnx: error: cannot load" in err and "no_such_model" in err
     assert not (tmp_path / "x.onnx").exists()

@@ -31,7 +31,7 @@ def test_tutorial_runs_end_to_end(tmp_path):
     assert len(results) == len(tutorial.STEPS)
     with open(work / "profile.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 15 and {r["record"] for r in rows} == {"E07500", "HR06000", "HR06001", "HR06002", "JS20000"}
+    assert len(rows) == 15 and {r["record_id"] for r in rows} == {"E07500", "HR06000", "HR06001", "HR06002", "JS20000"}
     assert sorted(p.name for p in (work / "report").iterdir()) == sorted(
         ["index.html", "E07500.html", "HR06000.html", "HR06001.html", "HR06002.html", "JS20000.html"])
     bundles = sorted((work / "fhir").glob("*.json"))
@@ -42,4 +42,9 @@ def test_tutorial_runs_end_to_end(tmp_path):
     assert (work / "run" / "final" / "config.json").is_file()
     metrics = json.loads((work / "evaluation" / "metrics.json").read_text())
     assert "macro_auroc" in json.dumps(metrics)
+    zero_shot = json.loads((work / "evaluation-zero-shot" / "metrics.json").read_text())
+    assert "snomed" in json.dumps(zero_shot).lower()
+    with open(work / "evaluation-zero-shot" / "diagnosis" / "table.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert sum(bool(r.get("model_id")) for r in table) >= 5  # dataset conditions reached through the crosswalk
     assert (work / "report-finetuned" / "JS20000.html").is_file()

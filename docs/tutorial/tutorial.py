@@ -50,6 +50,12 @@ STEPS = [
      "The 50 CinC 2021 test records with their SNOMED-CT diagnoses, split by patient.",
      "anyecg build-dataset --records tests/assets/data/cinc2021 --layout cinc --out {work}/cohort "
      "--split train=0.6,validation=0.2,test=0.2", 6),
+    ("Zero-shot: the 150-condition model on the SNOMED-coded cohort",
+     "ECGFounder's labels are statement texts without codes; `--label-map snomed` reaches the cohort's SNOMED-CT "
+     "conditions through the packaged crosswalk (`table.csv` says which model label(s) each condition was matched "
+     "to, and the tier; unmatched conditions are listed, never silently scored).",
+     "anyecg evaluate --model {work}/tiny-model --dataset {work}/cohort --split test --label-map snomed "
+     "--out {work}/evaluation-zero-shot --n-bootstrap 20", 6),
     ("Fine-tune on the cohort",
      "The diagnosis recipe with a tiny backbone (the YAML shows every setting; `--set` overrides one). For real "
      "work start from ECGFounder (`model.init: ecgfounder`) and train for longer.",
