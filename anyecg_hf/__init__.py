@@ -9,8 +9,7 @@ works as before.
 
 from __future__ import annotations
 
-import importlib
-
+from .lazy import lazy_getattr
 from .version import __version__
 
 # public name -> module that defines it (imported on first attribute access)
@@ -39,13 +38,7 @@ _LAZY = {
 __all__ = ["__version__", *sorted(_LAZY)]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'anyecg_hf' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def __dir__():

@@ -6,16 +6,11 @@ ONNX pieces need the `onnx` extra (`pip install -e ".[onnx]"` in the anyecg_hf c
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_getattr
 
 _LAZY = {"export_onnx": ".onnx", "OnnxECGModel": ".onnx", "ONNXExportError": ".onnx", "min_export_samples": ".onnx"}
 
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

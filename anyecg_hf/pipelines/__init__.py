@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 
+from ..lazy import lazy_getattr
+
 TASKS = {
     "ecg-profiling": ("anyecg_hf.pipelines.profiling", "ECGProfilingPipeline"),
     "ecg-classification": ("anyecg_hf.pipelines.classification", "ECGClassificationPipeline"),
@@ -38,13 +40,7 @@ _LAZY = {
 __all__ = ["TASKS", "ecg_pipeline", "register_pipelines", *sorted(_LAZY)]
 
 
-def __getattr__(name):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'anyecg_hf.pipelines' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 class _FactoryDefault(dict):

@@ -7,15 +7,12 @@ Submodules are imported on use, so `import anyecg_hf.reporting` is cheap.
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_getattr
 
 __all__ = ["ECGReporter", "ModelInfo", "fhir_bundle", "render_index", "render_report", "write_fhir_bundle"]
 
-_LAZY = {"ECGReporter": "report", "ModelInfo": "context", "render_report": "html", "render_index": "html",
-         "fhir_bundle": "fhir", "write_fhir_bundle": "fhir"}
+_LAZY = {"ECGReporter": ".report", "ModelInfo": ".context", "render_report": ".html", "render_index": ".html",
+         "fhir_bundle": ".fhir", "write_fhir_bundle": ".fhir"}
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

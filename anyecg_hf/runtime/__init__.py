@@ -6,8 +6,7 @@ device)` in `runtime/precision.py`: `--precision`). ONNX export and the ONNX Run
 
 from __future__ import annotations
 
-import importlib
-
+from ..lazy import lazy_getattr
 from .threads import available_cpus, configure_cpu_threads, default_num_threads
 
 _LAZY = {"resolve_precision": ".precision", "autocast": ".precision", "precision_label": ".precision"}
@@ -16,9 +15,4 @@ __all__ = ["autocast", "available_cpus", "configure_cpu_threads", "default_num_t
            "resolve_precision"]
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
