@@ -139,6 +139,9 @@ def test_diagnosis_recipe_overfits_and_saves_a_loadable_model(diagnosis_run, dat
     assert yaml.safe_load((final / "training_config.yaml").read_text())["augmentation"] == {"amplitude_scale": [0.9, 1.1]}
     card = (final / "README.md").read_text()
     assert "amplitude_scale" in card and "not a medical device" in card.lower() and STACH in card
+    # the card names the dataset by its folder name and carries the base weights' licence; no path of this machine
+    assert str(dataset) not in card and str(out) not in card and str(dataset.parent) not in card
+    assert f"Dataset: `{dataset.name}`" in card and "license: mit" in card
     assert (final / "evaluation" / "diagnosis" / "table.csv").exists()
     model = AutoModel.from_pretrained(final)
     assert type(model).__name__ == AnyECGForDiagnosis.__name__

@@ -205,10 +205,16 @@ def dataset_reference(dataset_name: str) -> tuple[str, str | None]:
     temporary folder) is published. A Hub dataset id (`org/name`) is kept."""
     m = _SPLIT.match(dataset_name)
     name, split = (m.group("name"), m.group("split")) if m else (dataset_name, None)
-    name = name.strip()
+    return public_name(name, "evaluation data"), split
+
+
+def public_name(path_or_id, default: str = "local data") -> str:
+    """What a model card may say of a model or dataset: a Hub id (`org/name`) as it is, a local path reduced to its
+    folder name, so that no machine's path (or temporary folder) is published."""
+    name = str(path_or_id).strip()
     if not _HUB_ID.match(name) or os.path.exists(name) or name.startswith(("/", "./", "../", "~")):
-        name = Path(name.rstrip("/\\")).name or "evaluation data"
-    return name, split
+        name = Path(name.rstrip("/\\")).name or default
+    return name
 
 
 def _cohort(dataset_name: str) -> str:

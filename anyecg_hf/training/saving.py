@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from ..evaluation import write_model_card, write_report
+from ..evaluation.model_card import public_name
 
 logger = logging.getLogger("anyecg.training")
 
@@ -32,7 +33,7 @@ def save_model(model, fe, folder: Path, cfg: dict, recipe: str, result, split: s
     (folder / "training_config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     diag = None if result is None else result.diagnosis_report
     risk = None if result is None else result.risk_report
-    dataset_name = f"{cfg['data']['dataset']} [{split}]"
+    dataset_name = f"{public_name(cfg['data']['dataset'])} [{split}]"  # the card and report name no local path
     if diag is not None or risk is not None:
         write_report(folder / "evaluation", diagnosis_report=diag, risk_report=risk, dataset_name=dataset_name)
     if result is not None and result.regression_table is not None and len(result.regression_table):
@@ -40,11 +41,11 @@ def save_model(model, fe, folder: Path, cfg: dict, recipe: str, result, split: s
         result.regression_table.to_csv(folder / "evaluation" / "regression.csv", index=False)
     t = cfg["training"]
     training = (
-        f"Fine-tuned with `recipes/finetune_{recipe}.py` from `{source}`: {steps} optimizer steps, strategy "
+        f"Fine-tuned with `recipes/finetune_{recipe}.py` from `{public_name(source)}`: {steps} optimizer steps, strategy "
         f"`{t['strategy']}`, learning rate {t['learning_rate']:g} ({t['lr_scheduler']} schedule), global batch "
         f"{t['batch_size']} x {t['gradient_accumulation_steps']} accumulation, seed {t['seed']}, class weighting "
         f"`{t['class_weighting']}`, augmentations {json.dumps(cfg['augmentation']) if cfg['augmentation'] else 'none'}. "
-        f"Dataset: `{cfg['data']['dataset']}`. The full configuration is in `training_config.yaml`."
+        f"Dataset: `{public_name(cfg['data']['dataset'])}`. The full configuration is in `training_config.yaml`."
     )
     base = source if source not in ("scratch",) and not os.path.exists(str(source)) else None
     name = cfg["hub"].get("repo_id") or f"anyecg-{recipe}-{Path(t['output_dir']).name}"
