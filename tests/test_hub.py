@@ -32,6 +32,13 @@ model = AnyECGForDiagnosis(tiny_config(label_space=space)).eval()
 model.push_to_hub("org/tiny-anyecg")
 with torch.no_grad():
     np.save("expected.npy", model(torch.from_numpy(np.load("x.npy"))).logits.numpy())
+# what the package gives on the first signal, for the pull with the package hidden (PULL_REMOTE_CODE)
+from transformers import pipeline
+x = np.load("x.npy")[0].astype(np.float64)
+np.save("features.npy", anyecg_hf.AnyECGFeatureExtractor()(x, sampling_rate=500)["input_values"])
+pipe = pipeline("ecg-classification", model=model, feature_extractor=anyecg_hf.AnyECGFeatureExtractor())
+scores = {p["label"]: p["score"] for p in pipe({"signal": x, "sampling_rate": 500}, top_k=None)}
+np.save("scores.npy", np.array([scores[k] for k in ("AF", "SB", "Other")]))
 HfApi().create_repo("org/ecgfounder")
 HfApi().upload_file(path_or_fileobj="1_lead_ECGFounder.pth", path_in_repo="1_lead_ECGFounder.pth", repo_id="org/ecgfounder")
 print("PUSHED", sorted(HfApi().list_repo_files("org/tiny-anyecg")))
@@ -56,6 +63,22 @@ assert np.abs(logits - np.load(PARITY + "/logits_1lead.npy")).max() < 1e-4
 print("PULLED")
 """
 
+# the package hidden: the feature extractor and a pipeline come from the repo's code files (anyecg_hf.remote_code)
+PULL_REMOTE_CODE = """
+import sys
+sys.modules["anyecg_hf"] = None
+import numpy as np
+from transformers import AutoFeatureExtractor, pipeline
+fe = AutoFeatureExtractor.from_pretrained("org/tiny-anyecg", trust_remote_code=True)
+x = np.load("x.npy")[0].astype(np.float64)
+assert np.allclose(fe(x, sampling_rate=500)["input_values"], np.load("features.npy"), atol=2e-5)
+pipe = pipeline("ecg-classification", model="org/tiny-anyecg", trust_remote_code=True)
+assert type(pipe).__module__.startswith("transformers_modules"), type(pipe).__module__
+scores = {p["label"]: p["score"] for p in pipe({"signal": x, "sampling_rate": 500}, top_k=None)}
+assert np.allclose([scores[k] for k in ("AF", "SB", "Other")], np.load("scores.npy"), atol=1e-5), scores
+print("REMOTE CODE PULLED")
+"""
+
 
 def _run(code, env, cwd, timeout=300):
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -78,13 +101,19 @@ def test_push_to_hub_then_pull_online_and_offline(tmp_path, hub_env):
         assert "PUSHED" in r.stdout, r.stderr[-3000:]
         files = set(hub.repos["org/tiny-anyecg"].head[1])
         assert {"config.json", "model.safetensors", "preprocessor_config.json"} <= files
-        assert "modeling_anyecg.py" in files  # trust_remote_code files travel with the weights
+        # trust_remote_code files travel with the weights: the model's, the extractor's and the pipelines'
+        assert {"modeling_anyecg.py", "feature_extraction_anyecg.py", "pipeline_classification.py", "leads.py"} <= files
         r = _run(prelude + PULL, online, tmp_path)
         assert "PULLED" in r.stdout, r.stderr[-3000:]
         assert any(req.startswith("GET /org/ecgfounder/resolve/") for req in hub.requests)
+        r = _run(PULL_REMOTE_CODE, online, tmp_path)
+        assert "REMOTE CODE PULLED" in r.stdout, r.stderr[-3000:]
     # The server is gone: the same calls must be served from the Hub cache.
-    r = _run(prelude + PULL, dict(env, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9"), tmp_path)
+    offline = dict(env, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
+    r = _run(prelude + PULL, offline, tmp_path)
     assert "PULLED" in r.stdout, r.stderr[-3000:]
+    r = _run(PULL_REMOTE_CODE, offline, tmp_path)
+    assert "REMOTE CODE PULLED" in r.stdout, r.stderr[-3000:]
 
 
 def test_offline_without_cache_fails_fast_with_instructions(tmp_path, hub_env):

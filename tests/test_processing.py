@@ -304,7 +304,10 @@ def test_from_model_config_and_model_save(tmp_path, tiny):
     one = AnyECGFeatureExtractor.from_model_config(type(tiny)(**{**tiny.to_dict(), "in_channels": 1, "lead_names": ["I"]}))
     assert one.lead_names == ["I"] and one.feature_size == 1
     AnyECGForDiagnosis(tiny).save_pretrained(tmp_path)
-    assert AutoFeatureExtractor.from_pretrained(tmp_path).to_dict() == fe.to_dict()
+    loaded = AutoFeatureExtractor.from_pretrained(tmp_path).to_dict()
+    # the saved extractor names its code for trust_remote_code (anyecg_hf.remote_code); all else is from_model_config's
+    assert loaded.pop("auto_map") == {"AutoFeatureExtractor": "feature_extraction_anyecg.AnyECGFeatureExtractor"}
+    assert loaded == {k: v for k, v in fe.to_dict().items() if k != "auto_map"}
 
 
 def test_invalid_options_rejected():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from transformers import PretrainedConfig
 
 from .ecgfounder_labels import ECGFOUNDER_LABELS  # noqa: F401 - see below
@@ -231,6 +233,23 @@ class AnyECGConfig(PretrainedConfig):
         self._risk_label_rows = space.to_list()
         self._risk_label_space_name = space.name
 
+    # ------------------------------------------------------------------ remote-code pipelines
+    @property
+    def custom_pipelines(self) -> dict:
+        """The `ecg-*` pipelines whose code the saved folder carries (config.json `custom_pipelines`; see
+        `anyecg_hf.remote_code`), which `transformers.pipeline(task, model=folder, trust_remote_code=True)` loads
+        where anyecg_hf is not installed. Tasks already in transformers' `PIPELINE_REGISTRY` (registered by
+        `import anyecg_hf`) are left out: transformers would otherwise demand `trust_remote_code` for them and
+        ignore the installed classes."""
+        stored = getattr(self, "_custom_pipelines", None) or {}
+        registry = getattr(sys.modules.get("transformers.pipelines"), "PIPELINE_REGISTRY", None)
+        registered = set(registry.supported_tasks) if registry is not None else set()
+        return {task: spec for task, spec in stored.items() if task not in registered}
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value) -> None:
+        self._custom_pipelines = dict(value) if value else None
+
     @property
     def num_labels(self) -> int:
         return len(self.id2label) if getattr(self, "id2label", None) is not None else 0
@@ -264,6 +283,9 @@ class AnyECGConfig(PretrainedConfig):
         ):
             out.pop(private, None)
             out[public] = getattr(self, private, None)
+        out.pop("_custom_pipelines", None)
+        if getattr(self, "_custom_pipelines", None):
+            out["custom_pipelines"] = self._custom_pipelines
         return out
 
     def to_diff_dict(self):

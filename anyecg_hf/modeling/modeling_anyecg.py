@@ -223,14 +223,13 @@ class AnyECGPreTrainedModel(PreTrainedModel):
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, plus a `preprocessor_config.json` matching the config when the folder
-        has none, so that `pipeline(model=folder)` works on every folder we write."""
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True) and not os.path.exists(os.path.join(save_directory, "preprocessor_config.json")):
-            try:  # the package may be absent when this file runs as trust_remote_code
-                processing = importlib.import_module("anyecg_hf.processing")
-            except ImportError:
-                return
-            processing.AnyECGFeatureExtractor.from_model_config(self.config).save_pretrained(save_directory)
+        has none (so `pipeline(model=folder)` works on every folder we write) and the code of the feature extractor
+        and the `ecg-*` pipelines for `trust_remote_code` (`anyecg_hf.remote_code`)."""
+        try:  # by name: this file also runs as trust_remote_code, where the package may be absent
+            remote = importlib.import_module("anyecg_hf.remote_code")
+        except ImportError:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        return remote.save_model_with_code(self, super().save_pretrained, save_directory, *args, **kwargs)
 
 
 def _load_strict(module: nn.Module, state_dict: dict, source: str, what: str) -> None:

@@ -20,11 +20,22 @@ from transformers.pipelines.base import ChunkPipeline, no_collate_fn
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
 from torch.utils.data import DataLoader
 
-from ..prediction import MODEL_INPUT_KEYS, aggregate_windows, prepare_records
+from ..prediction.inputs import MODEL_INPUT_KEYS, prepare_records
+from ..prediction.windows import aggregate_windows
 from ..runtime.precision import autocast, resolve_precision
 
 _META_KEYS = ("is_last", "record", "warnings", "error", "source")
 _ON_ERROR = ("raise", "return")
+
+
+def _reader():
+    """`(ECGRecord, read_ecg)` of `anyecg_hf.io`, or `(None, None)` where only a model folder's trust_remote_code
+    copy of this module is available (arrays and dicts work there; files need the package)."""
+    try:
+        from ..io import ECGRecord, read_ecg
+    except ImportError:
+        return None, None
+    return ECGRecord, read_ecg
 
 
 def _is_pathlike(x) -> bool:
@@ -66,19 +77,22 @@ class ECGPipelineBase(ChunkPipeline):
 
     def __init__(self, *args, onnx_model=None, **kwargs):
         super().__init__(*args, **kwargs)
-        from ..processing import AnyECGFeatureExtractor
+        from ..processing.feature_extraction_anyecg import AnyECGFeatureExtractor
 
         # Optional ONNX Runtime backend (CPU): a path to a file written by `anyecg export-onnx` / `export_onnx`, or
         # an `OnnxECGModel`. The PyTorch model still provides the config, the head checks and risk-curve helpers.
         self.onnx_model = None
         if onnx_model is not None:
-            from ..export import OnnxECGModel
-
+            try:  # the package's ONNX backend (not in a folder's trust_remote_code copy)
+                from ..export import OnnxECGModel
+            except ImportError as err:
+                raise ImportError("onnx_model needs the anyecg_hf package: pip install anyecg_hf[onnx]") from err
             self.onnx_model = onnx_model if isinstance(onnx_model, OnnxECGModel) else OnnxECGModel(onnx_model)
             if self.onnx_model.config.to_dict()["label_space"] != self.model.config.to_dict()["label_space"]:
                 raise ValueError("onnx_model was exported from a model with another label space than `model`.")
 
-        if not isinstance(self.feature_extractor, AnyECGFeatureExtractor):
+        # by name: a folder's trust_remote_code copy of the extractor is another class object than this module's
+        if type(self.feature_extractor).__name__ != AnyECGFeatureExtractor.__name__:
             self.feature_extractor = AnyECGFeatureExtractor.from_model_config(self.model.config)
         self.model.eval()
         self._check_model()
@@ -152,12 +166,15 @@ class ECGPipelineBase(ChunkPipeline):
         """`(signal, extractor kwargs, record id, source)` for one input: files are read with
         `anyecg_hf.io.read_ecg` into an `ECGRecord`; arrays (numpy/torch, or a dict with `signal`) are passed to the
         feature extractor as they are, with their `sampling_rate` / `lead_names` / `units`."""
-        from ..io import ECGRecord, read_ecg
-
-        if isinstance(inputs, ECGRecord):
+        ECGRecord, read_ecg = _reader()
+        if ECGRecord is not None and isinstance(inputs, ECGRecord):
             rid = inputs.record_id if (inputs.source or "record_id" in inputs.metadata) else None
             return inputs, {}, rid, inputs.source
         if _is_pathlike(inputs):
+            if read_ecg is None:
+                raise ImportError(f"Reading the file {os.fspath(inputs)!r} needs the anyecg_hf package (this is a "
+                                  "model folder's trust_remote_code copy of the pipeline, which takes arrays and "
+                                  "dicts): pip install anyecg_hf")
             path = os.fspath(inputs)
             kwargs = {k: v for k, v in (("sampling_rate", sampling_rate), ("lead_names", lead_names), ("units", units)) if v is not None}
             record = read_ecg(path, format=format, **kwargs)

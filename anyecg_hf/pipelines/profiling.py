@@ -7,7 +7,7 @@ import math
 import torch
 
 from .base import ECGPipelineBase
-from ..prediction import profile_records
+from ..prediction.profiles import profile_records
 
 
 class ECGProfilingPipeline(ECGPipelineBase):
@@ -15,7 +15,7 @@ class ECGProfilingPipeline(ECGPipelineBase):
     for models with a risk head, future risks (`risk_score` and absolute risk at each horizon, in years).
 
     ```python
-    import anyecg_hf
+    import anyecg_hf  # registers the ecg-* tasks
     from transformers import pipeline
 
     pipe = pipeline("ecg-profiling", model="path/or/hub-id")   # no model: the converted ECGFounder default

@@ -19,6 +19,7 @@ Chain, per record (each step a named, saved option; the defaults are the release
 from __future__ import annotations
 
 import copy
+import importlib
 import math
 from collections.abc import Sequence
 
@@ -53,18 +54,15 @@ class AnyECGFeatureExtractor(ECGInputParsing, SequenceFeatureExtractor):
             samples of a window, :math:`(x-\mu)/(\sigma+\epsilon)` (ECGFounder); `"per_lead"` = one per lead;
             `"none"` = keep millivolts.
         normalization_eps (`float`, defaults to 1e-8): the :math:`\epsilon` above.
-        mode (`str`, defaults to `"exact"`): `"exact"` reproduces the reference recipe to < 2e-5 (float64
-            throughout, exact running median). It is the only mode: the approximations tried for a faster mode
-            (subsampled median, one merged filter cascade, float32 throughout) missed the 1e-3 tolerance or gained
-            too little (`docs/processing.md`); the speed comes from `backend`.
+        mode (`str`, defaults to `"exact"`): the reference recipe to < 2e-5 (float64, exact running median), the
+            only mode: faster approximations missed 1e-3 or gained too little (`docs/processing.md`).
         windowing (`str`, defaults to `"first"`): for records longer than `num_samples`: `"first"` window,
             `"center"` window, or `"sliding"` windows every `window_stride` samples (the last one aligned to the
             record's end so every sample is covered). Shorter records give one zero-padded window.
         window_stride (`int`, *optional*): sliding stride in samples (default `num_samples`, no overlap).
         nan_lead_fraction (`float`, defaults to 0.5): a lead with a larger fraction of NaN is masked, not filled.
-        flat_threshold (`float`, defaults to 0.01): a lead whose peak-to-peak amplitude (mV) is at most this is
-            masked as flat; the quality flags call exactly these leads `flat` (a lead of volts read as millivolts
-            is both flagged and masked; the default was 1e-4 mV before, which flagged such leads without masking).
+        flat_threshold (`float`, defaults to 0.01): a lead with peak-to-peak amplitude (mV) at most this is masked
+            as flat; the quality flags call exactly these leads `flat` (e.g. volts read as millivolts).
         padding_value (`float`, defaults to 0.0): value of padded samples and missing leads.
         backend (`str`, defaults to `"auto"`): `"numba"` kernels (parallel, default when installed) or `"scipy"`.
     """
@@ -154,6 +152,14 @@ class AnyECGFeatureExtractor(ECGInputParsing, SequenceFeatureExtractor):
         variant.windowing = windowing
         variant._validate()
         return variant
+
+    def save_pretrained(self, save_directory, push_to_hub=False, **kwargs):
+        """transformers' `save_pretrained`, plus this extractor's code and `auto_map` (`anyecg_hf.remote_code`)."""
+        try:  # by name: this file also runs as trust_remote_code, where the package may be absent
+            remote = importlib.import_module("anyecg_hf.remote_code")
+        except ImportError:
+            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        return remote.save_feature_extractor_with_code(self, super().save_pretrained, save_directory, push_to_hub, **kwargs)
 
     # ------------------------------------------------------------------ filters
     def _filter_plan(self):
@@ -307,7 +313,7 @@ class AnyECGFeatureExtractor(ECGInputParsing, SequenceFeatureExtractor):
                 bounds.append((a, int(s)))
                 a = int(s)
         bounds.append((a, len(src)))
-        from . import _kernels
+        _kernels = filters._kernels  # present: this path runs only with numba (see filters.HAVE_NUMBA)
 
         def run(a: int, b: int) -> None:
             buf = np.empty((b - a, length))
