@@ -133,7 +133,7 @@ def test_a_module_that_breaks_the_flat_copy_is_refused(monkeypatch):
 
 
 def test_entry_files_name_their_whole_closure(tmp_path):
-    # transformers 5.0-5.13 copy only the files named by the entry file: pipeline_profiling must name leads.py,
+    # transformers copies the files named by the entry file (some releases: only those): pipeline_profiling must name leads.py,
     # which it reaches only through pipeline_base -> feature extractor -> ecg_inputs
     write_remote_code(tmp_path, ["anyecg_hf.pipelines.profiling"])
     from transformers.dynamic_module_utils import get_imports, get_relative_imports
