@@ -13,7 +13,7 @@ the modules listed in `REMOTE_MODULES`, with every package-relative import rewri
   skips those) and becomes an absolute `anyecg_hf.` import, so a copy uses the package where it is installed and
   says what needs it where it is not (reading files, ONNX);
 * each copy ends with an `if False:` block naming all the listed files it needs, directly or not, because
-  transformers copies only the files its entry file names (5.0-5.13: the direct imports only) and does not see
+  transformers copies only the files its entry file names (some releases: the direct imports only) and does not see
   `from . import filters`.
 
 Anything else is an error when the folder is written, so a change that breaks remote loading fails in the tests
