@@ -50,13 +50,8 @@ REMOTE_MODULES = {
     "anyecg_hf.pipelines.embedding": "pipeline_embedding",
     "anyecg_hf.pipelines.profiling": "pipeline_profiling",
 }
-_FEATURE_EXTRACTOR_MODULES = [m for m in REMOTE_MODULES if not m.startswith(("anyecg_hf.pipelines", "anyecg_hf.prediction", "anyecg_hf.runtime"))]
+_FEATURE_EXTRACTOR_MODULE = "anyecg_hf.processing.feature_extraction_anyecg"
 FEATURE_EXTRACTOR_AUTO_MAP = {"AutoFeatureExtractor": "feature_extraction_anyecg.AnyECGFeatureExtractor"}
-_PIPELINES = {  # task -> (package module, class)
-    "ecg-profiling": ("anyecg_hf.pipelines.profiling", "ECGProfilingPipeline"),
-    "ecg-classification": ("anyecg_hf.pipelines.classification", "ECGClassificationPipeline"),
-    "ecg-embedding": ("anyecg_hf.pipelines.embedding", "ECGEmbeddingPipeline"),
-}
 
 
 class RemoteCodeError(RuntimeError):
@@ -66,8 +61,10 @@ class RemoteCodeError(RuntimeError):
 def custom_pipelines() -> dict:
     """The `custom_pipelines` entry of config.json: each `ecg-*` task's class in the folder's copy, loaded with
     transformers' `AutoModel` (the form `Pipeline.save_pretrained` writes for a registered custom pipeline)."""
+    from .pipelines import TASKS
+
     return {task: {"impl": f"{REMOTE_MODULES[module]}.{cls}", "pt": ["AutoModel"], "tf": [], "type": "multimodal"}
-            for task, (module, cls) in _PIPELINES.items()}
+            for task, (module, cls) in TASKS.items()}
 
 
 def _source(module: str) -> str:
@@ -104,7 +101,8 @@ def _flat_copy(module: str) -> tuple[str, set[str]]:
             targets = [f"{base}.{a.name}" for a in node.names]
             if all(t in REMOTE_MODULES for t in targets):
                 needs.update(targets)
-                new = f"{indent}from . import {', '.join(REMOTE_MODULES[t] + (f' as {a.asname or a.name}' if REMOTE_MODULES[t] != (a.asname or a.name) else '') for t, a in zip(targets, node.names))}\n"
+                flat = [_alias(REMOTE_MODULES[t], a.asname or a.name) for t, a in zip(targets, node.names)]
+                new = f"{indent}from . import {', '.join(flat)}\n"
             elif id(node) in guarded:
                 new = f"{indent}from {base} import {names}\n"
             else:
@@ -124,27 +122,33 @@ def _flat_copy(module: str) -> tuple[str, set[str]]:
     return "".join(lines), needs
 
 
-def _closure(modules, direct: dict[str, set[str]]) -> list[str]:
-    seen, todo = set(), list(modules)
-    while todo:
-        m = todo.pop()
-        if m not in seen:
-            seen.add(m)
-            todo.extend(direct[m])
-    return [m for m in REMOTE_MODULES if m in seen]
+def _alias(flat: str, bound: str) -> str:
+    """`from . import` item binding the flat file `flat` to the name the original code uses."""
+    return flat if flat == bound else f"{flat} as {bound}"
 
 
 def write_remote_code(folder, modules=None) -> list[str]:
     """Write the flat copies of `modules` (package module names; default all of `REMOTE_MODULES`) and of the
     listed modules they need into `folder`; returns the file names written."""
-    copies = {m: _flat_copy(m) for m in REMOTE_MODULES}
-    direct = {m: needs for m, (_, needs) in copies.items()}
-    wanted = _closure(modules or list(REMOTE_MODULES), direct)
+    copies: dict[str, tuple[str, set[str]]] = {}  # only the modules reached are read and checked
+
+    def closure(roots) -> list[str]:
+        seen, todo = set(), list(roots)
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                if m not in copies:
+                    copies[m] = _flat_copy(m)
+                todo.extend(copies[m][1])
+        return [m for m in REMOTE_MODULES if m in seen]
+
+    wanted = closure(modules or list(REMOTE_MODULES))
     os.makedirs(folder, exist_ok=True)
     written = []
     for module in wanted:
         text, _ = copies[module]
-        others = [REMOTE_MODULES[m] for m in _closure([module], direct) if m != module]
+        others = [REMOTE_MODULES[m] for m in closure([module]) if m != module]
         if others:  # transformers copies the files named in `from .x import` lines; name the whole closure
             text = text.rstrip("\n") + "\n\n\nif False:  # written by anyecg_hf.remote_code: the files this copy needs\n"
             text += "".join(f"    from .{name} import __name__ as _  # noqa: F401\n" for name in others)
@@ -155,10 +159,10 @@ def write_remote_code(folder, modules=None) -> list[str]:
     return written
 
 
-def _push_afterwards(save_directory, kwargs: dict) -> tuple[str, dict]:
+def _hub_arguments(save_directory, kwargs: dict) -> tuple[str, dict]:
     """transformers' `save_pretrained(..., push_to_hub=True)` uploads only the files written inside its own call, so
     the code written after it would be left out: save first, then push with the public `push_to_hub`, which saves
-    into a temporary folder (with the code) and uploads everything."""
+    into a temporary folder (with the code) and uploads everything. Pops and returns `(repo_id, push_to_hub kwargs)`."""
     repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(os.fspath(save_directory))))
     hub = {k: kwargs.pop(k) for k in ("commit_message", "commit_description", "private", "token", "revision",
                                       "create_pr", "tags") if k in kwargs}
@@ -167,10 +171,10 @@ def _push_afterwards(save_directory, kwargs: dict) -> tuple[str, dict]:
 
 def save_feature_extractor_with_code(extractor, save, save_directory, push_to_hub=False, **kwargs):
     """`FeatureExtractionMixin.save_pretrained` (`save`, bound) plus the extractor's code and its `auto_map`."""
-    repo = _push_afterwards(save_directory, kwargs) if push_to_hub else None
+    repo = _hub_arguments(save_directory, kwargs) if push_to_hub else None
     extractor.auto_map = dict(FEATURE_EXTRACTOR_AUTO_MAP)
     out = save(save_directory, **kwargs)
-    write_remote_code(save_directory, _FEATURE_EXTRACTOR_MODULES)
+    write_remote_code(save_directory, [_FEATURE_EXTRACTOR_MODULE])
     if repo is not None:
         extractor.push_to_hub(repo[0], **repo[1])
     return out
@@ -179,7 +183,7 @@ def save_feature_extractor_with_code(extractor, save, save_directory, push_to_hu
 def save_model_with_code(model, save, save_directory, *args, push_to_hub=False, **kwargs):
     """`PreTrainedModel.save_pretrained` (`save`, bound) plus a `preprocessor_config.json` matching the config when
     the folder has none, and the feature extractor's and pipelines' code with `custom_pipelines` in config.json."""
-    repo = _push_afterwards(save_directory, kwargs) if push_to_hub else None
+    repo = _hub_arguments(save_directory, kwargs) if push_to_hub else None
     model.config.custom_pipelines = custom_pipelines()
     out = save(save_directory, *args, **kwargs)
     if kwargs.get("is_main_process", True):
